@@ -1,0 +1,1 @@
+"""The desktop app (tkinter + ttk + tkinterdnd2). Talks to services only."""

@@ -1,0 +1,1 @@
+"""Knowledge base: loaders, chunking, embeddings, chromadb store, hybrid retrieval. Never imports tkinter."""

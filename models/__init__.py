@@ -1,0 +1,1 @@
+"""Chat backends (transformers, Ollama), model registry, answering service, speech. Never imports tkinter."""
