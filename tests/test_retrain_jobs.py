@@ -1,0 +1,141 @@
+"""trainer/jobs.py against tests/fake_trainer.py (no torch): launch, partial lines, stop,
+kill, attach after a restart, history, eval parsing."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trainer import jobs
+
+FAKE = [sys.executable, str(Path(__file__).with_name("fake_trainer.py"))]
+
+
+@pytest.fixture
+def settings(home):
+    """Plain settings on the temp data dir (no embedder needed here)."""
+    import settings as settings_mod
+
+    return settings_mod.load()
+
+
+@pytest.fixture
+def recipe(tmp_path) -> Path:
+    p = tmp_path / "fake.yaml"
+    p.write_text("name: fake\nmax_steps: 5\n", encoding="utf-8")
+    return p
+
+
+def _until(pred, timeout=60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_jsonl_tail_waits_for_partial_line_and_skips_garbage(tmp_path):
+    path = tmp_path / "progress.jsonl"
+    tail = jobs.JsonlTail(path)
+    assert tail.read_new() == []                       # file not there yet
+    path.write_bytes(b'{"step": 1}\n{"step": ')
+    assert tail.read_new() == [{"step": 1}]
+    assert tail.read_new() == []                       # the half line is not parsed
+    with open(path, "ab") as f:
+        f.write(b'2}\nnot json\n[1]\n{"step": 3}\n')
+    assert tail.read_new() == [{"step": 2}, {"step": 3}]
+    assert tail.bad_lines == 2
+
+
+def test_run_completes_and_history_has_its_numbers(settings, recipe, monkeypatch):
+    monkeypatch.setenv("FAKE_SPLIT_LINES", "1")
+    monkeypatch.setenv("FAKE_STEP_SECONDS", "0.05")
+    job = jobs.TrainingJob.start(settings, recipe, "tiny", max_steps=4, run_name="r1",
+                                 allow_cpu=True, launcher=FAKE)
+    assert job.wait(60)
+    assert job.status() == "finished"
+    rows = job.progress()
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert job.checkpoint() == job.run_dir / "best"
+    assert "step 4/4" in job.log_tail(3)
+    assert job.latest_sample()["step"] == 4
+    series = jobs.reward_series(rows)
+    assert set(series) == {"reward", "accuracy", "format"} and series["reward"][0] == [1, 2, 3, 4]
+    assert jobs.accuracy_series(rows) == ([2, 4], [0.5, 1.0])
+    [info] = jobs.list_runs(settings)
+    assert (info.name, info.status, info.step, info.total_steps, info.best_accuracy) == \
+        ("r1", "finished", 4, 4, 1.0)
+    with pytest.raises(FileExistsError, match="r1"):
+        jobs.TrainingJob.start(settings, recipe, "tiny", run_name="r1", launcher=FAKE)
+
+
+def test_stop_sends_sigint_and_keeps_a_checkpoint(settings, recipe, monkeypatch):
+    monkeypatch.setenv("FAKE_STEP_SECONDS", "0.3")
+    job = jobs.TrainingJob.start(settings, recipe, "tiny", max_steps=1000, run_name="s",
+                                 launcher=FAKE)
+    assert _until(lambda: len(job.progress()) >= 2)
+    assert job.status() == "running"
+    assert job.stop(timeout=30) == "stopped"
+    assert job.returncode() == 0                       # exited by itself, not killed
+    ckpt = job.checkpoint()
+    assert ckpt is not None and (ckpt / "adapter_config.json").exists()
+    assert ckpt.name.startswith("checkpoint-")
+
+
+def test_stop_kills_a_trainer_that_ignores_sigint(settings, recipe, monkeypatch):
+    monkeypatch.setenv("FAKE_IGNORE_SIGINT", "1")
+    job = jobs.TrainingJob.start(settings, recipe, "tiny", max_steps=1000, run_name="k",
+                                 launcher=FAKE)
+    assert _until(lambda: job.status() == "running")
+    assert job.stop(timeout=1) == "failed"             # run.json still said running
+    assert job.returncode() == -9
+
+
+def test_attach_after_restart_follows_the_running_job(settings, recipe, monkeypatch):
+    monkeypatch.setenv("FAKE_STEP_SECONDS", "0.3")
+    first = jobs.TrainingJob.start(settings, recipe, "tiny", max_steps=1000, run_name="a",
+                                   launcher=FAKE)
+    assert _until(lambda: len(first.progress()) >= 1)
+    again = jobs.TrainingJob.attach(first.run_dir)     # a new app process knows only the folder
+    assert again.proc is None and again.pid == first.proc.pid
+    assert again.status() == "running"
+    n = len(again.progress())
+    assert _until(lambda: len(again.progress()) > n)
+    assert again.stop(timeout=30) == "stopped"
+    first.proc.wait(5)                                 # reap it (the old "app" was its parent)
+    assert jobs.TrainingJob.attach(first.run_dir).status() == "stopped"
+    with pytest.raises(FileNotFoundError, match="no run.json"):
+        jobs.TrainingJob.attach(settings.runs_dir / "nothing")
+
+
+def test_dead_run_reads_as_failed(settings, tmp_path):
+    run = settings.runs_dir / "crashed"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"status": "running", "pid": 2 ** 22 + 7}))
+    assert jobs.TrainingJob.attach(run).status() == "failed"
+
+
+def test_eval_job_parses_the_comparison(settings, tmp_path):
+    ev = jobs.EvalJob.start(settings, "trained", "data.jsonl", tmp_path / "compare.json",
+                            adapter="x/best", compare="base", limit=3, launcher=FAKE)
+    res = ev.result(timeout=60)
+    assert jobs.eval_metrics(res) == {"strict": 0.5, "lenient": 0.75, "format_rate": 1.0}
+    assert jobs.eval_metrics(res["compare"])["strict"] == 0.25
+    bad = jobs.EvalJob.start(settings, "m", "d", tmp_path / "x.json", launcher=[sys.executable, "-c",
+                                                                              "import sys; print('boom'); sys.exit(3)"])
+    with pytest.raises(RuntimeError, match="boom"):
+        bad.result(timeout=60)
+
+
+def test_unknown_recipe_lists_the_known_ones():
+    with pytest.raises(FileNotFoundError, match="known recipes"):
+        jobs.resolve_recipe("no-such-recipe")
+
+
+def test_gpu_info_without_a_gpu_says_so(settings):
+    info = jobs.gpu_info(settings, launcher=FAKE)
+    assert info["cuda"] is False

@@ -1,0 +1,577 @@
+"""Training jobs seen from the app: launch ``python -m trainer train`` as a subprocess, follow
+its run folder, stop it, evaluate it. No tkinter and no torch here: the UI process stays light.
+
+A run folder is the trainer's (see README "trainer"): ``run.json``, ``progress.jsonl``,
+``samples.jsonl``, ``checkpoint-N/``, ``best/``, ``final/``, ``eval.json``; this module adds
+``train.log`` (the subprocess' stdout + stderr) and ``compare.json`` (base vs trained eval).
+
+Threads: every function here may be called from any thread, but :meth:`TrainingJob.stop`,
+:func:`gpu_info`, :func:`list_recipes` and :meth:`EvalJob.result` may block for seconds: the
+UI calls them from a worker thread. :meth:`TrainingJob.poll_progress` only reads the bytes
+appended since its last call, so it is cheap enough for an ``after()`` poll.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+SMOKE_RECIPE = RECIPES_DIR / "smoke-cpu.yaml"
+DEFAULT_DATASET = "swulling/gsm8k_chinese"
+FINAL_STATUSES = ("stopped", "finished", "failed")
+
+
+def trainer_launcher() -> list[str]:
+    """``[python, "-m", "trainer"]`` with this interpreter."""
+    return [sys.executable, "-m", "trainer"]
+
+
+def _env(settings) -> dict[str, str]:
+    """The child's environment: same data dir, the project importable, unbuffered output."""
+    env = dict(os.environ)
+    env["TQTS_HOME"] = str(settings.home)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _pid_alive(pid: int | None) -> bool:
+    """True when process ``pid`` exists and is not a zombie (Linux: reads /proc)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return True
+    return True
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object from ``path``, or {} when missing or half-written."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class JsonlTail:
+    """Incremental reader of a JSON-lines file that another process is appending to.
+
+    Only complete lines (ending in ``\\n``) are parsed; a partial last line waits for the
+    next call. Lines that are not JSON objects are skipped and counted in ``bad_lines``.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.offset = 0
+        self.bad_lines = 0
+
+    def read_new(self) -> list[dict]:
+        """Return the objects on lines completed since the last call (oldest first)."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        rows = []
+        for line in chunk[:end].splitlines():
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            if isinstance(row, dict):
+                rows.append(row)
+            else:
+                self.bad_lines += 1
+        return rows
+
+
+class TrainingJob:
+    """One trainer run: its folder and, when this process launched it, its ``Popen``.
+
+    Attributes:
+        run_dir: the run folder.
+        proc: the subprocess when started here, else None (attached after a restart).
+    """
+
+    def __init__(self, run_dir: str | Path, proc: subprocess.Popen | None = None):
+        self.run_dir = Path(run_dir)
+        self.proc = proc
+        self._progress = JsonlTail(self.run_dir / "progress.jsonl")
+        self._rows: list[dict] = []
+
+    # -- launch / reopen ---------------------------------------------------------------
+    @classmethod
+    def start(cls, settings, recipe: str | Path, model: str, dataset: str | None = None,
+              max_steps: int | None = None, epochs: float | None = None, lora: bool | None = None,
+              run_name: str | None = None, allow_cpu: bool = False, resume: bool = False,
+              launcher: list[str] | None = None) -> TrainingJob:
+        """Launch ``python -m trainer train`` in its own session; output goes to train.log.
+
+        Args:
+            settings: the app settings; the run goes under ``settings.runs_dir``.
+            recipe: a recipe YAML path or a name in trainer/recipes/ (".yaml" optional).
+            model: registry name, hub id or folder of the base model.
+            dataset: hub id or local file (default: the recipe's).
+            max_steps / epochs: override the recipe's length (steps win when both are given).
+            lora: True/False forces LoRA on/off; None keeps the recipe's choice.
+            run_name: run folder name (default: UTC timestamp).
+            allow_cpu: let the trainer run without CUDA (the smoke recipe).
+            resume: continue from the last checkpoint of ``run_name``.
+            launcher: the command before "train" (default ``[sys.executable, "-m", "trainer"]``);
+                tests pass a fake trainer script here.
+
+        Returns:
+            The job; ``status()`` is "starting" until the trainer writes run.json.
+
+        Raises:
+            FileNotFoundError: the recipe does not exist.
+            FileExistsError: ``run_name`` already has a run and ``resume`` is False.
+        """
+        recipe_path = resolve_recipe(recipe)
+        name = run_name or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(settings.runs_dir) / name
+        if (run_dir / "run.json").exists() and not resume:
+            raise FileExistsError(f"a run named {name!r} already exists in {run_dir.parent}; "
+                                  "choose another run name or resume it")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cmd = train_command(recipe_path, model, run_dir, dataset=dataset, max_steps=max_steps,
+                            epochs=epochs, lora=lora, run_name=name, allow_cpu=allow_cpu,
+                            resume=resume, launcher=launcher)
+        with open(run_dir / "train.log", "ab") as log:
+            log.write(f"$ {' '.join(cmd)}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(settings), stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return cls(run_dir, proc)
+
+    @classmethod
+    def attach(cls, run_dir: str | Path) -> TrainingJob:
+        """Reopen a run folder (after the app restarted); status comes from run.json + pid.
+
+        Raises:
+            FileNotFoundError: ``run_dir`` has no run.json.
+        """
+        run_dir = Path(run_dir)
+        if not (run_dir / "run.json").exists():
+            raise FileNotFoundError(f"{run_dir} is not a training run (no run.json)")
+        return cls(run_dir)
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    def info(self) -> dict:
+        """run.json as a dict ({} before the trainer wrote it)."""
+        return _read_json(self.run_dir / "run.json")
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else self.info().get("pid")
+
+    def is_alive(self) -> bool:
+        """True while the trainer process runs."""
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return _pid_alive(self.pid)
+
+    def status(self) -> str:
+        """One of starting | running | stopping | stopped | finished | failed.
+
+        A run.json still saying "running" whose process is gone counts as "failed"
+        (killed, crashed or the machine restarted); so does a process that exited
+        before writing run.json.
+        """
+        st = self.info().get("status", "")
+        alive = self.is_alive()
+        if alive:
+            return st if st in ("running", "stopping") else "starting"
+        if st in FINAL_STATUSES:
+            return st
+        return "failed"
+
+    def returncode(self) -> int | None:
+        return self.proc.poll() if self.proc else None
+
+    # -- files -------------------------------------------------------------------------
+    def poll_progress(self) -> list[dict]:
+        """Rows of progress.jsonl appended since the last call (cheap; for after() polls)."""
+        new = self._progress.read_new()
+        self._rows.extend(new)
+        return new
+
+    def progress(self) -> list[dict]:
+        """All rows of progress.jsonl so far (one dict per logged step), oldest first."""
+        self.poll_progress()
+        return list(self._rows)
+
+    def latest_sample(self) -> dict | None:
+        """The last complete line of samples.jsonl (step, prompt, completion, reward)."""
+        lines = _tail_lines(self.run_dir / "samples.jsonl", 5, max_bytes=256_000)
+        for line in reversed(lines):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                return row
+        return None
+
+    def log_tail(self, n: int = 20) -> str:
+        """The last ``n`` lines of train.log (progress-bar carriage returns folded)."""
+        return "\n".join(_tail_lines(self.run_dir / "train.log", n))
+
+    def checkpoint(self) -> Path | None:
+        """The folder to adopt: ``best/``, else ``final/``, else the newest ``checkpoint-N/``."""
+        for sub in ("best", "final"):
+            if (self.run_dir / sub).is_dir():
+                return self.run_dir / sub
+        ckpts = sorted(self.run_dir.glob("checkpoint-*"), key=_step_of)
+        return ckpts[-1] if ckpts else None
+
+    # -- control -----------------------------------------------------------------------
+    def stop(self, timeout: float = 30) -> str:
+        """Ask the trainer to stop (SIGINT: it saves a checkpoint), wait, then kill.
+
+        Blocks up to ``timeout`` seconds (+1 for the kill): call it off the UI thread.
+
+        Returns:
+            The status afterwards (normally "stopped").
+        """
+        pid = self.pid
+        if not self.is_alive() or not pid:
+            return self.status()
+        _signal_group(pid, signal.SIGINT)
+        if not self._wait(timeout):
+            _signal_group(pid, signal.SIGKILL)
+            self._wait(5)
+        return self.status()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the trainer to exit; True when it has."""
+        return self._wait(timeout)
+
+    def _wait(self, timeout: float | None) -> bool:
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while _pid_alive(self.pid):
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    """Send ``sig`` to the process group led by ``pid`` (its own session), else to ``pid``."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _step_of(path: Path) -> int:
+    try:
+        return int(path.name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def _tail_lines(path: Path, n: int, max_bytes: int = 64_000) -> list[str]:
+    """Last ``n`` non-empty lines of a text file, reading at most ``max_bytes`` from its end."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    lines = [seg.rsplit("\r", 1)[-1] for seg in data.replace("\r\n", "\n").split("\n")]
+    return [ln for ln in lines if ln.strip()][-n:]
+
+
+def resolve_recipe(recipe: str | Path) -> Path:
+    """A recipe path: an existing file, or a name in trainer/recipes/ (".yaml" optional).
+
+    Raises:
+        FileNotFoundError: no such recipe; the message lists the known ones.
+    """
+    p = Path(recipe)
+    if p.is_file():
+        return p.resolve()
+    for cand in (RECIPES_DIR / p.name, RECIPES_DIR / f"{p.name}.yaml"):
+        if cand.is_file():
+            return cand
+    known = ", ".join(sorted(r.stem for r in RECIPES_DIR.glob("*.yaml"))) or "none"
+    raise FileNotFoundError(f"recipe {str(recipe)!r} not found; known recipes: {known}")
+
+
+def train_command(recipe: Path, model: str, run_dir: Path, *, dataset=None, max_steps=None,
+                  epochs=None, lora=None, run_name=None, allow_cpu=False, resume=False,
+                  launcher=None) -> list[str]:
+    """The argument list of ``python -m trainer train`` (never a shell string)."""
+    cmd = [*(launcher or trainer_launcher()), "train", "--recipe", str(recipe),
+           "--model", str(model), "--output", str(run_dir)]
+    if dataset:
+        local = Path(dataset).expanduser()
+        cmd += ["--dataset", str(local.resolve()) if local.exists() else str(dataset)]
+    if run_name:
+        cmd += ["--run-name", run_name]
+    if max_steps:
+        cmd += ["--max-steps", str(int(max_steps))]
+    elif epochs:
+        cmd += ["--epochs", str(epochs)]
+    if lora is not None:
+        cmd.append("--lora" if lora else "--no-lora")
+    if resume:
+        cmd.append("--resume")
+    if allow_cpu:
+        cmd.append("--allow-cpu")
+    return cmd
+
+
+# -- numbers for the dialog (pure) ---------------------------------------------------------
+def reward_series(rows: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
+    """Per reward function, the (steps, mean reward) points of progress rows; "reward" is the total."""
+    out: dict[str, tuple[list[int], list[float]]] = {}
+
+    def add(name, step, value):
+        if isinstance(value, (int, float)):
+            xs, ys = out.setdefault(name, ([], []))
+            xs.append(step)
+            ys.append(float(value))
+
+    for row in rows:
+        step = row.get("step")
+        if step is None:
+            continue
+        add("reward", step, row.get("reward"))
+        for name, stats in (row.get("rewards") or {}).items():
+            add(name, step, stats.get("mean") if isinstance(stats, dict) else stats)
+    return out
+
+
+def accuracy_series(rows: list[dict]) -> tuple[list[int], list[float]]:
+    """(steps, eval_accuracy) of the rows that carry an evaluation."""
+    pts = [(r["step"], float(r["eval_accuracy"])) for r in rows
+           if isinstance(r.get("eval_accuracy"), (int, float)) and "step" in r]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def eta_seconds(rows: list[dict]) -> float | None:
+    """Seconds left: mean ``step_time`` of the last 10 rows x steps remaining (None if unknown)."""
+    if not rows:
+        return None
+    last = rows[-1]
+    total, step = last.get("total_steps"), last.get("step")
+    times = [r["step_time"] for r in rows[-10:] if isinstance(r.get("step_time"), (int, float))]
+    if not total or step is None or not times:
+        return None
+    return max(0.0, (total - step) * sum(times) / len(times))
+
+
+#: The metric keys of ``python -m trainer eval --json`` shown side by side.
+METRICS = ("strict", "lenient", "format_rate")
+
+
+def eval_metrics(result: dict) -> dict[str, float]:
+    """Pick the comparable numbers (strict / lenient accuracy, format rate) out of an eval dict.
+
+    Accepts them at the top level or under "metrics"; keys may carry an "_accuracy" suffix.
+    """
+    src = result.get("metrics", result) if isinstance(result, dict) else {}
+    out = {}
+    for key in METRICS:
+        for cand in (key, f"{key}_accuracy", f"accuracy_{key}"):
+            if isinstance(src.get(cand), (int, float)):
+                out[key] = float(src[cand])
+                break
+    return out
+
+
+# -- history -------------------------------------------------------------------------------
+@dataclass
+class RunInfo:
+    """One row of the run history (see :func:`list_runs`)."""
+
+    name: str
+    path: Path
+    status: str
+    model: str = ""
+    recipe: str = ""
+    started: str = ""
+    ended: str = ""
+    step: int = 0
+    total_steps: int = 0
+    last_reward: float | None = None
+    best_accuracy: float | None = None
+    final_eval: dict = field(default_factory=dict)
+
+
+def run_info(run_dir: str | Path) -> RunInfo:
+    """Summarize a run folder: run.json, progress.jsonl, eval.json / compare.json."""
+    job = TrainingJob.attach(run_dir)
+    meta, rows = job.info(), job.progress()
+    _, accs = accuracy_series(rows)
+    last = rows[-1] if rows else {}
+    final = eval_metrics(_read_json(job.run_dir / "eval.json"))
+    compare = _read_json(job.run_dir / "compare.json")
+    if not final and compare:
+        final = compare.get("trained", {})
+    recipe = meta.get("recipe", "")
+    if isinstance(recipe, dict):
+        recipe = recipe.get("name") or recipe.get("path", "")
+    return RunInfo(
+        name=job.name, path=job.run_dir, status=job.status(), model=str(meta.get("model", "")),
+        recipe=Path(str(recipe)).stem if recipe else "", started=meta.get("started", ""),
+        ended=meta.get("ended") or "", step=int(last.get("step") or 0),
+        total_steps=int(last.get("total_steps") or 0), last_reward=last.get("reward"),
+        best_accuracy=max(accs) if accs else None, final_eval=final)
+
+
+def list_runs(settings) -> list[RunInfo]:
+    """All runs under ``settings.runs_dir`` (folders with run.json), newest first."""
+    runs = [run_info(d) for d in Path(settings.runs_dir).iterdir() if (d / "run.json").is_file()]
+    return sorted(runs, key=lambda r: (r.started, r.name), reverse=True)
+
+
+def list_recipes() -> list[dict]:
+    """The recipes in trainer/recipes/: each YAML mapping plus "name", "path" and "cpu"
+    (True for recipes meant to run without CUDA: a name ending in "-cpu" or ``allow_cpu: true``)."""
+    import yaml
+
+    out = []
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        data = data if isinstance(data, dict) else {}
+        cpu = path.stem.endswith("-cpu") or bool(data.get("allow_cpu"))
+        out.append({**data, "name": path.stem, "path": str(path), "cpu": cpu})
+    return out
+
+
+# -- subprocess helpers: GPU, eval ------------------------------------------------------
+def gpu_info(settings=None, timeout: float = 120, launcher: list[str] | None = None) -> dict:
+    """``{"cuda", "name", "free_mb", "total_mb"}`` from ``python -m trainer gpu --json``
+    (a subprocess, so torch never loads in the UI process), else from ``nvidia-smi``.
+    Blocks for seconds: call it off the UI thread. "error" says why nothing was found."""
+    env = _env(settings) if settings is not None else None
+    try:
+        out = subprocess.run([*(launcher or trainer_launcher()), "gpu", "--json"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=timeout, check=True).stdout
+        info = json.loads(out.strip().splitlines()[-1])
+        if isinstance(info, dict) and "cuda" in info:
+            return info
+        error = "python -m trainer gpu printed no JSON"
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+        error = f"python -m trainer gpu failed: {str(e).strip()[:200]}"
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "--query-gpu=name,memory.free,memory.total",
+                                  "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                                 timeout=30, check=True).stdout
+            name, free, total = [x.strip() for x in out.splitlines()[0].split(",")]
+            return {"cuda": True, "name": name, "free_mb": int(free), "total_mb": int(total)}
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+            pass
+    return {"cuda": False, "name": "", "free_mb": 0, "total_mb": 0, "error": error}
+
+
+class EvalJob:
+    """``python -m trainer eval`` of a trained model against its base, as a subprocess.
+
+    The JSON result goes to ``output`` (``--output``), the console to ``output``'s ".log".
+    """
+
+    def __init__(self, proc: subprocess.Popen, output: Path):
+        self.proc, self.output = proc, Path(output)
+
+    @classmethod
+    def start(cls, settings, model: str, data: str, output: str | Path, *, adapter: str = "",
+              compare: str = "", compare_adapter: str = "", limit: int | None = 20,
+              launcher: list[str] | None = None) -> EvalJob:
+        """Launch the evaluation; see :meth:`result` for the outcome.
+
+        Args:
+            model / adapter: the trained model (registry name, hub id or folder; LoRA folder).
+            data: the held-out split (hub id or local file).
+            compare / compare_adapter: the base model evaluated on the same questions.
+            limit: questions evaluated (None: all).
+        """
+        output = Path(output)
+        cmd = [*(launcher or trainer_launcher()), "eval", "--model", str(model), "--data", str(data),
+               "--json", "--output", str(output)]
+        cmd += ["--adapter", str(adapter)] if adapter else []
+        cmd += ["--limit", str(int(limit))] if limit else []
+        cmd += ["--compare", str(compare)] if compare else []
+        cmd += ["--compare-adapter", str(compare_adapter)] if compare and compare_adapter else []
+        output.unlink(missing_ok=True)
+        with open(output.with_suffix(".log"), "wb") as log:
+            log.write(f"$ {' '.join(cmd)}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(settings), stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return cls(proc, output)
+
+    def done(self) -> bool:
+        return self.proc.poll() is not None
+
+    def result(self, timeout: float | None = None) -> dict:
+        """Wait for the evaluation and return its JSON.
+
+        Raises:
+            RuntimeError: it failed; the message carries the end of its log.
+        """
+        rc = self.proc.wait(timeout)
+        data = _read_json(self.output)
+        if rc != 0 or not data:
+            tail = "\n".join(_tail_lines(self.output.with_suffix(".log"), 8))
+            raise RuntimeError(f"evaluation failed (exit {rc}):\n{tail}")
+        return data
+
+    def stop(self, timeout: float = 10) -> None:
+        """SIGINT, wait, kill."""
+        if self.proc.poll() is None:
+            _signal_group(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
