@@ -1,0 +1,187 @@
+"""Ingest throughput: TQT-s end to end vs the embedder alone vs a LangChain-style pipeline.
+
+    python bench/ingest.py DIR_OR_FILE... [--embedder minilm|tiny|PATH] [--json]
+
+Three measurements on the same files, in one process, each after its model is loaded:
+
+1. **tqts**: ``KnowledgeBaseService.ingest`` into a temp data dir (load, OCR if any, chunk,
+   embed, store in chromadb, BM25 index) — pages/s and chunks/s.
+2. **embedder only**: ``SentenceTransformer.encode`` on exactly the chunks TQT-s stored, with
+   the same batch size: the upper bound for any pipeline that embeds these chunks.
+3. **langchain-style**: PyMuPDF page loader (one document per page, as LangChain's
+   ``PyMuPDFLoader``) + ``langchain_text_splitters.RecursiveCharacterTextSplitter`` (same
+   chunk size/overlap) + chromadb with the same embedder (all chunks embedded, then added in
+   batches, as ``Chroma.add_texts``). DOCX: python-docx paragraphs (``Docx2txtLoader`` style).
+
+Ratios: tqts chunks/s over the bound (same chunks), tqts pages/s over the baseline (same pages).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (Stopwatch, add_json_flag, emit, load_settings, log, peak_rss_mb, ratio,  # noqa: E402
+                          resolve_embedder, table, temp_home)
+
+SUFFIXES = {".pdf", ".docx", ".txt", ".md"}
+
+
+def list_files(paths: list[str]) -> list[Path]:
+    """Files under ``paths`` (recursive) with a supported suffix, sorted."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += [f for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in SUFFIXES]
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise SystemExit(f"error: {p} does not exist; give files or folders to ingest")
+    return out
+
+
+def write_warmup_pdf(path: Path) -> Path:
+    """A one-page PDF used to load the KB's models before timing."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "Warm-up page. 预热页面。", fontname="china-s")
+    doc.save(path)
+    return path
+
+
+def stored_chunks(settings, collection: str) -> list[str]:
+    """The chunk texts TQT-s stored in ``collection`` (read straight from chromadb)."""
+    import chromadb
+
+    client = chromadb.PersistentClient(path=str(settings.store_dir))
+    return client.get_collection(collection).get(include=["documents"])["documents"]
+
+
+def run_tqts(settings, files: list[Path], workdir: Path) -> dict:
+    """Ingest ``files`` with the KB service (after a warm-up ingest); return pages, chunks, seconds."""
+    from kb.service import KnowledgeBaseService
+
+    svc = KnowledgeBaseService(settings)
+    with Stopwatch() as load:
+        svc.ingest([write_warmup_pdf(workdir / "warmup.pdf")], kb="warmup")
+    log(f"tqts: models loaded + warm-up in {load.seconds:.1f}s; ingesting {len(files)} files")
+    with Stopwatch() as sw:
+        results = svc.ingest([str(f) for f in files], kb="bench")
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        log(f"tqts: {r.path}: {r.message}")
+    info = next(k for k in svc.list_kbs() if k.name == "bench")
+    return {"seconds": sw.seconds, "pages": sum(r.pages for r in results),
+            "chunks": sum(r.chunks for r in results), "failed": len(failed),
+            "collection": info.collection, "warmup_s": load.seconds}
+
+
+def run_bound(model, texts: list[str], batch_size: int) -> dict:
+    """Embed ``texts`` alone (normalised, same batch size): the bound for these chunks."""
+    with Stopwatch() as sw:
+        model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+    return {"seconds": sw.seconds, "chunks": len(texts)}
+
+
+def load_pages(path: Path) -> list[str]:
+    """LangChain-loader-style text: one string per PDF page, one per DOCX/text file."""
+    if path.suffix.lower() == ".pdf":
+        import pymupdf
+
+        with pymupdf.open(path) as doc:
+            return [page.get_text() for page in doc]
+    if path.suffix.lower() == ".docx":
+        import docx
+
+        return ["\n\n".join(p.text for p in docx.Document(str(path)).paragraphs)]
+    return [path.read_text(encoding="utf-8", errors="replace")]
+
+
+def run_baseline(model, files: list[Path], settings, workdir: Path) -> dict:
+    """PyMuPDF pages -> RecursiveCharacterTextSplitter -> embed -> chromadb, timed end to end."""
+    import chromadb
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter(chunk_size=settings.chunk_size,
+                                              chunk_overlap=settings.chunk_overlap)
+    client = chromadb.PersistentClient(path=str(workdir / "baseline-chroma"))
+    col = client.create_collection("baseline", metadata={"hnsw:space": "cosine"})
+    with Stopwatch() as sw:
+        texts, metas, pages = [], [], 0
+        for f in files:
+            for i, page in enumerate(load_pages(f)):
+                pages += 1
+                for chunk in splitter.split_text(page):
+                    texts.append(chunk)
+                    metas.append({"source": str(f), "page": i + 1})
+        vecs = model.encode(texts, batch_size=settings.embedding_batch_size,
+                            normalize_embeddings=True, show_progress_bar=False)
+        step = client.get_max_batch_size()
+        for s in range(0, len(texts), step):
+            col.add(ids=[str(i) for i in range(s, min(s + step, len(texts)))], documents=texts[s:s + step],
+                    embeddings=vecs[s:s + step].tolist(), metadatas=metas[s:s + step])
+    return {"seconds": sw.seconds, "pages": pages, "chunks": len(texts)}
+
+
+def measure(paths: list[str], embedder: str | None) -> dict:
+    """Run the three measurements; return the result dict (see module docstring)."""
+    from importlib.metadata import version
+
+    from sentence_transformers import SentenceTransformer
+
+    files = list_files(paths)
+    if not files:
+        raise SystemExit(f"error: no {', '.join(sorted(SUFFIXES))} files under {' '.join(paths)}")
+    with temp_home() as home:
+        settings = load_settings(home, embedding_model=resolve_embedder(embedder, home))
+        tq = run_tqts(settings, files, home)
+        texts = stored_chunks(settings, tq["collection"])
+        model = SentenceTransformer(settings.embedding_model, device="cpu")
+        log(f"embedder only: {len(texts)} chunks")
+        bound = run_bound(model, texts, settings.embedding_batch_size)
+        log("langchain-style baseline")
+        base = run_baseline(model, files, settings, home)
+    for r in (tq, bound, base):
+        r["pages_per_s"] = ratio(r.get("pages"), r["seconds"])
+        r["chunks_per_s"] = ratio(r["chunks"], r["seconds"])
+    return {"files": [str(f) for f in files], "embedder": settings.embedding_model,
+            "chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap,
+            "langchain_text_splitters": version("langchain-text-splitters"),
+            "tqts": tq, "embedder_only": bound, "langchain_style": base,
+            "ratio_vs_bound": ratio(tq["chunks_per_s"], bound["chunks_per_s"]),
+            "ratio_vs_baseline": ratio(tq["pages_per_s"], base["pages_per_s"]),
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def render(r: dict) -> str:
+    rows = [("tqts ingest (end to end)", r["tqts"]["pages"], r["tqts"]["chunks"], r["tqts"]["seconds"],
+             r["tqts"]["pages_per_s"], r["tqts"]["chunks_per_s"]),
+            ("embedder only (same chunks)", None, r["embedder_only"]["chunks"], r["embedder_only"]["seconds"],
+             None, r["embedder_only"]["chunks_per_s"]),
+            ("langchain-style baseline", r["langchain_style"]["pages"], r["langchain_style"]["chunks"],
+             r["langchain_style"]["seconds"], r["langchain_style"]["pages_per_s"],
+             r["langchain_style"]["chunks_per_s"])]
+    out = table(["pipeline", "pages", "chunks", "seconds", "pages/s", "chunks/s"], rows)
+    out += (f"\n\ntqts / embedder-only (chunks/s): {r['ratio_vs_bound']:.2f}x  (target >= 0.9x)"
+            f"\ntqts / langchain-style (pages/s): {r['ratio_vs_baseline']:.2f}x  (target >= 1.5x)"
+            f"\nembedder: {r['embedder']}; chunk {r['chunk_size']} chars, overlap {r['chunk_overlap']}; "
+            f"langchain-text-splitters {r['langchain_text_splitters']}; {len(r['files'])} files; "
+            f"peak RSS {r['peak_rss_mb']:.0f} MiB")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = add_json_flag(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    p.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
+    p.add_argument("--embedder", help="minilm | tiny | folder or hub id (default: settings embedding_model)")
+    args = p.parse_args(argv)
+    r = measure(args.paths, args.embedder)
+    emit(r, render(r), args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Search latency (p50/p95) at growing knowledge-base sizes.
+
+    python bench/search.py [--sizes 1000,10000,100000] [--embedder tiny|minilm|PATH]
+                           [--queries 50] [--json]
+
+Builds one knowledge base in a temp data dir and grows it to each size in turn by ingesting
+synthetic text files made of real passages (CMRC 2018 contexts and text extracted from
+../shared/data/documents), each passage varied (section number, sentence rotation) so no two
+chunks are identical. At each size it times ``KnowledgeBaseService.search`` (hybrid BM25 +
+vector, RRF; plus the ``bm25`` / ``vector`` modes when the service offers them) for N real
+CMRC questions, after 3 warm-up queries.
+
+The default ``--embedder tiny`` (random 2-layer BERT, hidden 32) makes 100k chunks affordable on
+2 cores; query latency is dominated by query encoding + BM25 + the ANN lookup, not by how good
+the vectors are. The embedder used is printed with the numbers; use ``--embedder minilm`` for a
+real 384-d model (query encoding then costs more).
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (DATA, Stopwatch, add_json_flag, emit, load_settings, log, peak_rss_mb,  # noqa: E402
+                          percentile, resolve_embedder, table, temp_home)
+
+CMRC = DATA / "retrieval" / "cmrc2018_trial.json"
+CHUNKS_PER_FILE = 100
+
+
+def passages(limit_docs: int = 6) -> list[str]:
+    """Real text: CMRC contexts plus ~500-char pieces of a few shared documents."""
+    out: list[str] = []
+    if CMRC.exists():
+        data = json.loads(CMRC.read_text(encoding="utf-8"))["data"]
+        out += [p["context"] for art in data for p in art["paragraphs"]]
+    docs = sorted((DATA / "documents").glob("*.pdf"))[:limit_docs]
+    if docs:
+        import pymupdf
+
+        for f in docs:
+            with pymupdf.open(f) as doc:
+                text = " ".join(page.get_text() for page in doc)
+            text = re.sub(r"\s+", " ", text)
+            out += [text[i:i + 500] for i in range(0, len(text) - 100, 500)]
+    if not out:
+        out = [f"Passage {i}: the quick brown fox jumps over the lazy dog {i} times." * 8 for i in range(50)]
+    return out
+
+
+def queries(n: int) -> list[str]:
+    """The first ``n`` CMRC questions (or fixed English ones without the data)."""
+    if CMRC.exists():
+        data = json.loads(CMRC.read_text(encoding="utf-8"))["data"]
+        qs = [q["question"] for art in data for p in art["paragraphs"] for q in p["qas"]]
+    else:
+        qs = ["what does the fox jump over", "how many times", "quick brown fox"]
+    return [qs[i % len(qs)] for i in range(n)]
+
+
+def vary(text: str, n: int, rng: random.Random) -> str:
+    """A distinct variant of ``text``: numbered, its sentences rotated by a random offset."""
+    parts = [s for s in re.split(r"(?<=[。！？.!?])", text) if s.strip()]
+    k = rng.randrange(len(parts)) if parts else 0
+    return f"第{n}节 Section {n}. " + "".join(parts[k:] + parts[:k])
+
+
+def write_corpus(folder: Path, start: int, count: int, pool: list[str], chunk_size: int) -> int:
+    """Write text files holding about ``count`` chunks (one passage ~ one chunk); return files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(start)
+    files = 0
+    for f0 in range(start, start + count, CHUNKS_PER_FILE):
+        paras = [vary(pool[i % len(pool)], i, rng)[:chunk_size - 20]
+                 for i in range(f0, min(f0 + CHUNKS_PER_FILE, start + count))]
+        (folder / f"doc{f0:07d}.txt").write_text("\n\n".join(paras), encoding="utf-8")
+        files += 1
+    return files
+
+
+def time_queries(svc, qs: list[str], mode: str | None) -> list[float]:
+    """Milliseconds per ``svc.search`` call for each query, after 3 warm-up calls."""
+    kw = {"mode": mode} if mode else {}
+    for q in qs[:3]:
+        svc.search(q, kb="bench", **kw)
+    times = []
+    for q in qs:
+        with Stopwatch() as sw:
+            svc.search(q, kb="bench", **kw)
+        times.append(sw.seconds * 1000)
+    return times
+
+
+def measure(sizes: list[int], embedder: str, n_queries: int) -> dict:
+    """Grow the KB to each size, time the queries; return {"embedder", "sizes": [...]}."""
+    from kb.service import KnowledgeBaseService
+
+    pool, qs = passages(), queries(n_queries)
+    results = []
+    with temp_home() as home:
+        settings = load_settings(home, embedding_model=resolve_embedder(embedder, home))
+        svc = KnowledgeBaseService(settings)
+        modes = ["hybrid", "bm25", "vector"] if "mode" in inspect.signature(svc.search).parameters else [None]
+        have = 0
+        for size in sorted(sizes):
+            folder = home / f"corpus-{size}"
+            n_files = write_corpus(folder, have, size - have, pool, settings.chunk_size)
+            log(f"ingesting {size - have} chunks ({n_files} files) ...")
+            with Stopwatch() as sw:
+                svc.ingest([str(folder)], kb="bench")
+            info = next(k for k in svc.list_kbs() if k.name == "bench")
+            have = size
+            row = {"target_chunks": size, "chunks": info.chunks, "ingest_s": sw.seconds}
+            for mode in modes:
+                t = time_queries(svc, qs, mode)
+                row[mode or "hybrid"] = {"p50_ms": percentile(t, 50), "p95_ms": percentile(t, 95),
+                                         "mean_ms": sum(t) / len(t)}
+            log(f"{info.chunks} chunks: hybrid p50 {row['hybrid']['p50_ms']:.1f} ms")
+            results.append(row)
+    return {"embedder": embedder or settings.embedding_model, "queries": n_queries,
+            "top_k": settings.top_k, "sizes": results, "peak_rss_mb": peak_rss_mb()}
+
+
+def render(r: dict) -> str:
+    modes = [m for m in ("hybrid", "bm25", "vector") if m in r["sizes"][0]]
+    headers = ["chunks", "ingest s"] + [f"{m} {s}" for m in modes for s in ("p50 ms", "p95 ms")]
+    rows = [[row["chunks"], row["ingest_s"]] + [row[m][k] for m in modes for k in ("p50_ms", "p95_ms")]
+            for row in r["sizes"]]
+    return (table(headers, rows) + f"\n\nembedder: {r['embedder']}; {r['queries']} CMRC questions, "
+            f"top_k {r['top_k']}; target: hybrid p50 <= 50 ms at 100k chunks; peak RSS {r['peak_rss_mb']:.0f} MiB")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = add_json_flag(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    p.add_argument("--sizes", default="1000,10000,100000", help="comma-separated chunk counts")
+    p.add_argument("--embedder", default="tiny", help="tiny (default) | minilm | folder or hub id")
+    p.add_argument("--queries", type=int, default=50, help="timed queries per size and mode")
+    args = p.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    r = measure(sizes, args.embedder, args.queries)
+    emit(r, render(r), args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
