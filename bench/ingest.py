@@ -23,8 +23,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (Stopwatch, add_json_flag, emit, load_settings, log, peak_rss_mb, ratio,  # noqa: E402
-                          resolve_embedder, table, temp_home)
+from bench.common import (  # noqa: E402
+    Stopwatch,
+    add_json_flag,
+    emit,
+    load_settings,
+    log,
+    peak_rss_mb,
+    ratio,
+    resolve_embedder,
+    table,
+    temp_home,
+)
 
 SUFFIXES = {".pdf", ".docx", ".txt", ".md"}
 

@@ -25,8 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (Stopwatch, add_json_flag, emit, load_settings, log, resolve_embedder,  # noqa: E402
-                          table, temp_home)
+from bench.common import (  # noqa: E402
+    Stopwatch,
+    add_json_flag,
+    emit,
+    load_settings,
+    log,
+    resolve_embedder,
+    table,
+    temp_home,
+)
 
 K = 10
 BASE_MODES = ("bm25", "vector", "hybrid")
@@ -66,7 +74,7 @@ def write_docs(folder: Path, contexts: list[str]) -> list[Path]:
 def score(ranked: list[list[str]], gold: list[str]) -> dict:
     """hit@1, hit@5, MRR@10 from ranked sources per question and the gold source per question."""
     h1 = h5 = rr = 0.0
-    for sources, g in zip(ranked, gold):
+    for sources, g in zip(ranked, gold, strict=True):
         ranks = [i + 1 for i, s in enumerate(dict.fromkeys(sources)) if s == g]  # dedupe chunks of one doc
         r = ranks[0] if ranks else None
         h1 += r == 1

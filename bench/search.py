@@ -27,8 +27,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (DATA, Stopwatch, add_json_flag, emit, load_settings, log, peak_rss_mb,  # noqa: E402
-                          percentile, resolve_embedder, table, temp_home)
+from bench.common import (  # noqa: E402
+    DATA,
+    Stopwatch,
+    add_json_flag,
+    emit,
+    load_settings,
+    log,
+    peak_rss_mb,
+    percentile,
+    resolve_embedder,
+    table,
+    temp_home,
+)
 
 CMRC = DATA / "retrieval" / "cmrc2018_trial.json"
 CHUNKS_PER_FILE = 100
