@@ -123,12 +123,23 @@ def test_eval_job_parses_the_comparison(settings, tmp_path):
     ev = jobs.EvalJob.start(settings, "trained", "data.jsonl", tmp_path / "compare.json",
                             adapter="x/best", compare="base", limit=3, launcher=FAKE)
     res = ev.result(timeout=60)
-    assert jobs.eval_metrics(res) == {"strict": 0.5, "lenient": 0.75, "format_rate": 1.0}
-    assert jobs.eval_metrics(res["compare"])["strict"] == 0.25
+    cmp = jobs.comparison(res, "trained", "x/best")
+    assert cmp["trained"] == {"strict": 0.5, "lenient": 0.75, "format_rate": 1.0}
+    assert cmp["base"]["strict"] == 0.25
     bad = jobs.EvalJob.start(settings, "m", "d", tmp_path / "x.json", launcher=[sys.executable, "-c",
                                                                               "import sys; print('boom'); sys.exit(3)"])
     with pytest.raises(RuntimeError, match="boom"):
         bad.result(timeout=60)
+
+
+def test_comparison_reads_a_list_of_reports_in_any_order():
+    base = {"model": "m", "adapter": "", "strict_accuracy": 0.1, "lenient_accuracy": 0.2, "format_rate": 0.3}
+    mine = {"model": "m", "adapter": "r/best", "strict_accuracy": 0.4, "lenient_accuracy": 0.5,
+            "format_rate": 0.6}
+    for result in ([base, mine], {"reports": [mine, base]}):
+        cmp = jobs.comparison(result, "m", "r/best")
+        assert cmp == {"trained": {"strict": 0.4, "lenient": 0.5, "format_rate": 0.6},
+                       "base": {"strict": 0.1, "lenient": 0.2, "format_rate": 0.3}}
 
 
 def test_unknown_recipe_lists_the_known_ones():

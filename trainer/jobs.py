@@ -423,6 +423,25 @@ def eval_metrics(result: dict) -> dict[str, float]:
     return out
 
 
+def comparison(result, trained: str, adapter: str = "") -> dict[str, dict[str, float]]:
+    """``{"base": metrics, "trained": metrics}`` from ``python -m trainer eval --compare`` output.
+
+    Accepts a list of reports, a ``{"reports": [...]}`` mapping, or one report with the
+    base under "compare"; the trained report is the one whose adapter (or model) matches.
+    """
+    if isinstance(result, dict) and isinstance(result.get("compare"), dict):
+        return {"trained": eval_metrics(result), "base": eval_metrics(result["compare"])}
+    reports = result.get("reports", []) if isinstance(result, dict) else list(result or [])
+    reports = [r for r in reports if isinstance(r, dict)]
+
+    def is_trained(r):
+        return str(r.get("adapter") or "") == adapter if adapter else str(r.get("model")) == trained
+
+    mine = next((r for r in reports if is_trained(r)), reports[0] if reports else {})
+    other = next((r for r in reports if r is not mine), {})
+    return {"trained": eval_metrics(mine), "base": eval_metrics(other)}
+
+
 # -- history -------------------------------------------------------------------------------
 @dataclass
 class RunInfo:
@@ -553,14 +572,17 @@ class EvalJob:
     def done(self) -> bool:
         return self.proc.poll() is not None
 
-    def result(self, timeout: float | None = None) -> dict:
+    def result(self, timeout: float | None = None) -> dict | list:
         """Wait for the evaluation and return its JSON.
 
         Raises:
             RuntimeError: it failed; the message carries the end of its log.
         """
         rc = self.proc.wait(timeout)
-        data = _read_json(self.output)
+        try:
+            data = json.loads(self.output.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
         if rc != 0 or not data:
             tail = "\n".join(_tail_lines(self.output.with_suffix(".log"), 8))
             raise RuntimeError(f"evaluation failed (exit {rc}):\n{tail}")
