@@ -1,0 +1,290 @@
+"""Answering service: retrieve -> budgeted prompt with numbered sources -> streamed, parsed answer.
+
+Threads: :meth:`AnswerService.ask` blocks (retrieval, model load, generation) and must run on a
+worker thread; it yields :class:`AnswerEvent` objects that the caller forwards (the app puts
+them on a queue for the Tk thread). One conversation history per knowledge base is kept as
+JSONL under ``settings.history_dir``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from models import prompts
+from models.backend import BackendError, ChatBackend, GenerationSettings
+from models.registry import slug
+
+MESSAGE_OVERHEAD = 8  # template tokens per message, for backends without count_messages
+
+
+@dataclass
+class Source:
+    """A numbered source offered to the model ([n] in the prompt and the answer)."""
+
+    n: int
+    source: str
+    page: int | None
+    text: str
+    score: float
+    section: str = ""
+
+    def to_json(self) -> dict:
+        return {"n": self.n, "source": self.source, "page": self.page, "text": self.text}
+
+
+@dataclass
+class AnswerEvent:
+    """One streamed event: sources | reasoning | answer | refusal | error | done."""
+
+    kind: str
+    text: str = ""
+    data: object = None
+
+
+@dataclass
+class AnswerResult:
+    """A finished answer. ``cited`` are the source numbers the answer cites, first use first."""
+
+    question: str
+    answer: str
+    reasoning: str
+    sources: list[Source]
+    refused: bool
+    model: str
+    timings: dict = field(default_factory=dict)
+    cited: list[int] = field(default_factory=list)
+    error: str = ""
+
+
+def history_file(history_dir: Path, kb: str) -> Path:
+    """JSONL path for a knowledge base: readable slug (Chinese kept) + hash of the exact name."""
+    digest = hashlib.sha1(kb.encode("utf-8")).hexdigest()[:8]
+    return Path(history_dir) / f"{slug(kb)[:60]}-{digest}.jsonl"
+
+
+class AnswerService:
+    """Cited answers from a knowledge base (contract in the helpers' brief).
+
+    Args:
+        settings: TQT-s settings (top_k, context_tokens, max_new_tokens, think, refusal, history_turns).
+        kb_service: a KnowledgeBaseService (``search``, ``is_relevant``).
+        registry: ModelRegistry used to load the backend lazily (default: one on ``settings``).
+        backend: an already-loaded ChatBackend (skips the registry).
+    """
+
+    def __init__(self, settings, kb_service, registry=None, backend: ChatBackend | None = None):
+        self.settings = settings
+        self.kb = kb_service
+        self._registry = registry
+        self._backend = backend
+        self._load_lock = threading.Lock()
+        self._history_lock = threading.Lock()
+
+    # -- backend -----------------------------------------------------------------------
+    @property
+    def registry(self):
+        if self._registry is None:
+            from models.registry import ModelRegistry
+
+            self._registry = ModelRegistry(self.settings)
+        return self._registry
+
+    def set_backend(self, backend: ChatBackend | None) -> None:
+        """Use ``backend`` from now on (None: load the active model again on the next ask)."""
+        self._backend = backend
+
+    @property
+    def backend_name(self) -> str:
+        return self._backend.name if self._backend is not None else str(self.settings.model)
+
+    def backend(self) -> ChatBackend:
+        """The chat backend, loaded on first use (blocking; worker thread)."""
+        with self._load_lock:
+            if self._backend is None:
+                self._backend = self.registry.load_backend()
+            return self._backend
+
+    # -- retrieval and prompt ----------------------------------------------------------
+    def _kb_name(self, kb: str | None) -> str:
+        return kb or self.settings.default_kb
+
+    def passages(self, question: str, kb: str | None = None) -> list[Source]:
+        """Relevant retrieved chunks as numbered sources, no model needed ([] if none pass the floor)."""
+        hits = self.kb.search(question, kb=kb, k=self.settings.top_k)
+        if not hits or not self.kb.is_relevant(hits):
+            return []
+        return [Source(i, h.source, h.page, h.text, h.score, h.section) for i, h in enumerate(hits, 1)]
+
+    def build_messages(self, question: str, sources: list[Source], backend: ChatBackend, *,
+                       think: bool, history: list[dict] | None = None,
+                       max_new_tokens: int | None = None) -> tuple[list[dict], list[Source]]:
+        """Chat messages within the backend's context budget, and the sources kept.
+
+        Budget (model tokens): context_tokens - max_new_tokens for the prompt. Earlier turns get at
+        most a quarter of it (oldest dropped first); then sources are added in rank order and
+        the lowest-ranked ones that do not fit are dropped (the first is truncated if needed).
+        Kept sources are renumbered 1..k.
+        """
+        reserve = min(max_new_tokens or self.settings.max_new_tokens, backend.context_tokens // 2)
+        budget = backend.context_tokens - reserve
+        system = {"role": "system", "content": prompts.system_prompt(question, think)}
+        turns = self._fit_history(history or [], backend, budget // 4)
+
+        def render(kept: list[Source]) -> list[dict]:
+            blocks = [prompts.format_source(i, s.source, s.page, s.text) for i, s in enumerate(kept, 1)]
+            return [system, *turns, {"role": "user", "content": prompts.user_message(question, blocks)}]
+
+        kept: list[Source] = []
+        for s in sources:
+            if _count(backend, render(kept + [s])) <= budget:
+                kept.append(s)
+            elif not kept:
+                kept.append(self._truncate(s, backend, budget - _count(backend, render([]))))
+            else:
+                break
+        kept = [Source(i, s.source, s.page, s.text, s.score, s.section) for i, s in enumerate(kept, 1)]
+        return render(kept), kept
+
+    @staticmethod
+    def _fit_history(history: list[dict], backend: ChatBackend, budget: int) -> list[dict]:
+        turns: list[dict] = []
+        for h in reversed(history):
+            pair = [{"role": "user", "content": h["question"]}, {"role": "assistant", "content": h["answer"]}]
+            if _count(backend, pair + turns) > budget:
+                break
+            turns = pair + turns
+        return turns
+
+    @staticmethod
+    def _truncate(s: Source, backend: ChatBackend, room: int) -> Source:
+        text = s.text
+        while text and backend.count_tokens(text) + 16 > room:
+            text = text[: int(len(text) * 0.8)]
+        return Source(s.n, s.source, s.page, text, s.score, s.section)
+
+    # -- answering ---------------------------------------------------------------------
+    def ask(self, question: str, kb: str | None = None, *, think: bool | None = None,
+            cancel: threading.Event | None = None, use_history: bool = True) -> Iterator[AnswerEvent]:
+        """Stream events for one question (see module docstring and the contract's event order)."""
+        kb_name = self._kb_name(kb)
+        think = self.settings.think if think is None else think
+        t0 = time.perf_counter()
+        timings = {"retrieve_ms": 0.0, "ttft_ms": None, "tokens": 0, "tok_per_s": None}
+        result = AnswerResult(question, "", "", [], False, self.backend_name, timings)
+        try:
+            sources = self.passages(question, kb=kb)
+            timings["retrieve_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+            if not sources:
+                yield from self._refuse(result, kb_name)
+                return
+            backend = self.backend()
+            result.model = backend.name
+            history = self.history(kb) [-self.settings.history_turns:] if use_history and \
+                self.settings.history_turns > 0 else []
+            messages, result.sources = self.build_messages(question, sources, backend, think=think,
+                                                           history=[h for h in history if not h.get("refused")])
+            yield AnswerEvent("sources", data=result.sources)
+            yield from self._generate(backend, messages, result, cancel)
+        except (BackendError, OSError, RuntimeError, ValueError) as e:
+            result.error = str(e)
+            yield AnswerEvent("error", text=str(e))
+            yield AnswerEvent("done", data=result)
+            return
+        result.cited = prompts.cited_numbers(result.answer, len(result.sources))
+        self._append_history(kb_name, result)
+        yield AnswerEvent("done", data=result)
+
+    def _refuse(self, result: AnswerResult, kb_name: str) -> Iterator[AnswerEvent]:
+        result.refused = True
+        result.answer = self.settings.refusal.format(kb=kb_name)
+        yield AnswerEvent("sources", data=[])
+        yield AnswerEvent("refusal", text=result.answer)
+        self._append_history(kb_name, result)
+        yield AnswerEvent("done", data=result)
+
+    def _generate(self, backend: ChatBackend, messages: list[dict], result: AnswerResult,
+                  cancel: threading.Event | None) -> Iterator[AnswerEvent]:
+        parser, raw = prompts.TagStreamParser(), []
+        start = time.perf_counter()
+        first = None
+        gen = GenerationSettings.from_settings(self.settings)
+        for delta in backend.stream(messages, gen=gen, cancel=cancel):
+            first = first or time.perf_counter()
+            raw.append(delta)
+            for kind, text in parser.feed(delta):
+                yield AnswerEvent(kind, text=text)
+        for kind, text in parser.close():
+            yield AnswerEvent(kind, text=text)
+        end = time.perf_counter()
+        result.reasoning, result.answer = parser.reasoning.strip(), parser.answer.strip()
+        if not result.answer and result.reasoning:  # "<think>" never closed: show it as the answer
+            result.answer = result.reasoning
+            yield AnswerEvent("answer", text=result.answer)
+        tokens = backend.count_tokens("".join(raw)) if raw else 0
+        result.timings.update(
+            ttft_ms=round((first - start) * 1000, 1) if first else None, tokens=tokens,
+            tok_per_s=round((tokens - 1) / (end - first), 2) if first and tokens > 1 and end > first else None)
+
+    def answer(self, question: str, **kw) -> AnswerResult:
+        """Drain :meth:`ask`; return the final :class:`AnswerResult`."""
+        result = None
+        for ev in self.ask(question, **kw):
+            if ev.kind == "done":
+                result = ev.data
+        return result
+
+    # -- history -----------------------------------------------------------------------
+    def history(self, kb: str | None = None) -> list[dict]:
+        """Earlier turns of a knowledge base, oldest first (damaged lines are skipped)."""
+        path = history_file(self.settings.history_dir, self._kb_name(kb))
+        if not path.exists():
+            return []
+        rows = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+        return rows
+
+    def clear_history(self, kb: str | None = None) -> None:
+        """Forget the conversation of a knowledge base."""
+        with self._history_lock:
+            history_file(self.settings.history_dir, self._kb_name(kb)).unlink(missing_ok=True)
+
+    def _append_history(self, kb_name: str, r: AnswerResult) -> None:
+        row = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "kb": kb_name,
+               "question": r.question, "answer": r.answer, "reasoning": r.reasoning,
+               "sources": [asdict(s) for s in r.sources], "cited": r.cited, "refused": r.refused,
+               "model": r.model}
+        with self._history_lock:
+            with history_file(self.settings.history_dir, kb_name).open("a", encoding="utf-8") as f:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def export_markdown(self, kb: str | None, path: str | Path) -> Path:
+        """Write the conversation of ``kb`` as Markdown (questions, answers, cited sources)."""
+        kb_name = self._kb_name(kb)
+        lines = [f"# {kb_name}", ""]
+        for row in self.history(kb_name):
+            lines += [f"## {row['question']}", "", row["answer"], ""]
+            for s in row.get("sources", []):
+                if s["n"] in row.get("cited", []):
+                    page = f", p. {s['page']}" if s.get("page") else ""
+                    lines.append(f"- [{s['n']}] {Path(s['source']).name}{page}")
+            lines.append("")
+        out = Path(path)
+        out.write_text("\n".join(lines), encoding="utf-8")
+        return out
+
+
+def _count(backend: ChatBackend, messages: list[dict]) -> int:
+    """Prompt tokens of ``messages``: the backend's chat-template count when it has one."""
+    if hasattr(backend, "count_messages"):
+        return backend.count_messages(messages)
+    return sum(backend.count_tokens(m["content"]) + MESSAGE_OVERHEAD for m in messages)

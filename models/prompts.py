@@ -1,0 +1,149 @@
+"""Prompts for cited answers and the incremental ``<think>``/``<answer>`` stream parser.
+
+Format convention: DeepSeek-R1-Zero's template (Guo et al. 2025, "DeepSeek-R1", Table 1):
+reasoning inside ``<think>...</think>``, the final answer inside ``<answer>...</answer>`` — the
+same format the trainer's format reward teaches. Sources are numbered ``[1]..[k]`` and the model
+cites them inline as ``[n]``.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+SYSTEM = {
+    ("zh", True): (
+        "你是一个基于知识库回答问题的助手。只根据下面编号的资料回答；资料里没有的内容，就说资料中没有。"
+        "先在 <think></think> 中简要推理，再在 <answer></answer> 中用中文给出答案。"
+        "答案中的每个事实后面都用 [编号] 标出出处，例如 [1]。"),
+    ("zh", False): (
+        "你是一个基于知识库回答问题的助手。只根据下面编号的资料回答；资料里没有的内容，就说资料中没有。"
+        "直接用中文给出答案，不要写推理过程。答案中的每个事实后面都用 [编号] 标出出处，例如 [1]。"),
+    ("en", True): (
+        "You answer questions from a knowledge base. Use only the numbered sources below; if they "
+        "do not contain the answer, say so. First reason briefly inside <think></think>, then give "
+        "the answer in English inside <answer></answer>. Cite the source of every fact as [n], e.g. [1]."),
+    ("en", False): (
+        "You answer questions from a knowledge base. Use only the numbered sources below; if they "
+        "do not contain the answer, say so. Give the answer directly in English, without reasoning. "
+        "Cite the source of every fact as [n], e.g. [1]."),
+}
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_CITE = re.compile(r"\[(\d{1,3})(?:\s*[,，、]\s*(\d{1,3}))*\]")
+
+
+def detect_language(text: str) -> str:
+    """Return "zh" when the text contains any CJK ideograph, else "en"."""
+    return "zh" if _CJK.search(text) else "en"
+
+
+def system_prompt(question: str, think: bool) -> str:
+    """The system prompt in the question's language, with or without the reasoning request."""
+    return SYSTEM[(detect_language(question), bool(think))]
+
+
+def format_source(n: int, source: str, page: int | None, text: str) -> str:
+    """One numbered source block: ``[n] name, p. page`` then the chunk text."""
+    where = Path(source).name + (f", p. {page}" if page else "")
+    return f"[{n}] {where}\n{text.strip()}"
+
+
+def user_message(question: str, blocks: list[str]) -> str:
+    """The user turn: the numbered source blocks, then the question."""
+    head = "资料：" if detect_language(question) == "zh" else "Sources:"
+    ask = "问题：" if detect_language(question) == "zh" else "Question:"
+    return f"{head}\n\n" + "\n\n".join(blocks) + f"\n\n{ask}{question}"
+
+
+def cited_numbers(answer: str, k: int) -> list[int]:
+    """Source numbers cited as ``[n]`` / ``[n, m]`` in ``answer``, in first-use order, 1..k only.
+
+    >>> cited_numbers("A [2]. B [1，2] C [9]", 3)
+    [2, 1]
+    """
+    seen: list[int] = []
+    for m in _CITE.finditer(answer):
+        for n in re.findall(r"\d{1,3}", m.group(0)):
+            if 1 <= int(n) <= k and int(n) not in seen:
+                seen.append(int(n))
+    return seen
+
+
+class TagStreamParser:
+    """Split a streamed completion into ("reasoning" | "answer", text) pieces as it arrives.
+
+    Tolerates tags split across deltas (text that could be the start of a tag is held back
+    until it can be decided) and a model that skips the tags: text outside ``<think>`` is answer,
+    and ``<answer>``/``</answer>`` tags are dropped. Text after ``</answer>`` is ignored.
+
+    >>> p = TagStreamParser()
+    >>> p.feed("<thi") + p.feed("nk>a</think><answer>b</ans") + p.feed("wer>") + p.close()
+    [('reasoning', 'a'), ('answer', 'b')]
+    """
+
+    TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+
+    def __init__(self) -> None:
+        self.mode = "answer"
+        self.buf = ""
+        self.finished = False
+        self.reasoning = ""
+        self.answer = ""
+
+    def feed(self, delta: str) -> list[tuple[str, str]]:
+        """Add a delta; return the pieces that are now certain (possibly none)."""
+        self.buf += delta
+        out: list[tuple[str, str]] = []
+        while self.buf and not self.finished:
+            i = self.buf.find("<")
+            if i < 0:
+                self._emit(out, self.buf)
+                self.buf = ""
+            elif i > 0:
+                self._emit(out, self.buf[:i])
+                self.buf = self.buf[i:]
+            elif not self._take_tag():
+                if any(t.startswith(self.buf) for t in self.TAGS):
+                    break  # maybe a tag split across deltas: wait for more text
+                self._emit(out, "<")
+                self.buf = self.buf[1:]
+        return out
+
+    def close(self) -> list[tuple[str, str]]:
+        """Flush held-back text at the end of the stream."""
+        out: list[tuple[str, str]] = []
+        if self.buf and not self.finished:
+            self._emit(out, self.buf)
+        self.buf = ""
+        return out
+
+    def _take_tag(self) -> bool:
+        for tag in self.TAGS:
+            if self.buf.startswith(tag):
+                self.buf = self.buf[len(tag):]
+                if tag == "<think>":
+                    self.mode = "reasoning"
+                elif tag == "</think>":
+                    self.mode = "answer"
+                elif tag == "</answer>":
+                    self.finished = True
+                else:
+                    self.mode = "answer"
+                return True
+        return False
+
+    def _emit(self, out: list, text: str) -> None:
+        if not text:
+            return
+        if self.mode == "reasoning":
+            self.reasoning += text
+        else:
+            if not self.answer:
+                text = text.lstrip()
+                if not text:
+                    return
+            self.answer += text
+        if out and out[-1][0] == self.mode:
+            out[-1] = (self.mode, out[-1][1] + text)
+        else:
+            out.append((self.mode, text))
