@@ -1,0 +1,162 @@
+"""Held-out evaluation: batched greedy generation and accuracy on GSM8K-style questions.
+
+Metrics (over the rows whose gold answer parses):
+
+- ``strict_accuracy``: strict R1 format (:func:`trainer.rewards.strict_format`) and the
+  ``<answer>`` number right;
+- ``lenient_accuracy``: the right number in the answer — the ``<answer>`` block, else the last
+  ``\\boxed{}``, else the last number of the whole completion;
+- ``format_rate``: share of completions in strict format;
+- ``mean_completion_tokens``: mean generated tokens (up to and including EOS).
+
+Used by ``python -m trainer eval`` and by the training collapse guard (trainer.callbacks).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from trainer import rewards as R
+from trainer.data import load_examples
+
+
+def lenient_answer(text: str) -> str:
+    r"""The answer span for lenient scoring: ``<answer>`` content, else last ``\boxed{}``, else all."""
+    return R.extract_answer(text) or R.extract_boxed(text) or text
+
+
+def score(completions: list[str], golds: list[str], lengths: list[int] | None = None) -> dict:
+    """Score completions against gold answers.
+
+    Args:
+        completions: generated texts, one per question.
+        golds: gold answers (numbers as text), same length.
+        lengths: generated token counts, same length (optional).
+
+    Returns:
+        ``{"n", "judged", "strict_accuracy", "lenient_accuracy", "format_rate",
+        "mean_completion_tokens", "rows": [{"strict", "lenient", "format", "gold", "answer"}]}``;
+        accuracies are over ``judged`` rows (gold parses), rates in [0, 1].
+    """
+    fmt = R.strict_format(None, completions)
+    rows, judged = [], 0
+    for i, (text, gold) in enumerate(zip(completions, golds, strict=True)):
+        right = R.numbers_match(R.extract_answer(text), gold)
+        lenient = R.numbers_match(lenient_answer(text), gold)
+        judged += right is not None
+        rows.append({"gold": gold, "answer": R.extract_answer(text), "format": bool(fmt[i]),
+                     "strict": bool(right) and bool(fmt[i]), "lenient": bool(lenient)})
+    denom = max(judged, 1)
+    return {"n": len(completions), "judged": judged,
+            "strict_accuracy": sum(r["strict"] for r in rows) / denom,
+            "lenient_accuracy": sum(r["lenient"] for r in rows) / denom,
+            "format_rate": sum(fmt) / max(len(fmt), 1),
+            "mean_completion_tokens": sum(lengths) / len(lengths) if lengths else None,
+            "rows": rows}
+
+
+def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 256,
+             batch_size: int = 8, progress: bool = False) -> tuple[list[str], list[int]]:
+    """Greedy completions for chat prompts, batched with left padding.
+
+    Args:
+        model: a causal LM (plain or PEFT), on any device.
+        tokenizer: its tokenizer (padding side is set to left here, restored after).
+        prompts: chat message lists.
+        max_new_tokens: generation budget per completion.
+
+    Returns:
+        (texts, lengths): decoded completions without special tokens, and generated token counts.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    was_training = model.training
+    model.eval()
+    texts, lengths = [], []
+    try:
+        starts = range(0, len(prompts), batch_size)
+        for s in tqdm(starts, desc="eval", disable=not progress):
+            batch = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
+                     for p in prompts[s:s + batch_size]]
+            enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id)
+            new = out[:, enc["input_ids"].shape[1]:]  # (B, T_new)
+            for row in new:
+                keep = row[row != tokenizer.pad_token_id]
+                lengths.append(int(keep.numel()))
+                texts.append(tokenizer.decode(keep, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+    return texts, lengths
+
+
+def load_model(model: str, adapter: str = "", device: str = "auto"):
+    """Load (model, tokenizer) for evaluation; apply a LoRA adapter when given.
+
+    Raises:
+        OSError: the folder / hub id cannot be loaded (message from transformers).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    tok = AutoTokenizer.from_pretrained(model, padding_side="left")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(device)
+    if adapter:
+        from peft import PeftModel
+
+        lm = PeftModel.from_pretrained(lm, adapter)
+    return lm, tok
+
+
+def evaluate(model: str, data: str, *, adapter: str = "", limit: int | None = 50, split: str = "test",
+             fields=None, max_new_tokens: int = 256, batch_size: int = 8, progress: bool = True) -> dict:
+    """Evaluate one model (+ adapter) on a data spec; return the report (see :func:`score`).
+
+    The report adds ``model``, ``adapter``, ``data``, ``seconds`` and per-row ``question`` /
+    ``completion``.
+    """
+    examples = load_examples(data, split=split, fields=fields, limit=limit)
+    lm, tok = load_model(model, adapter)
+    t0 = time.time()
+    texts, lengths = generate(lm, tok, [e["prompt"] for e in examples], max_new_tokens, batch_size, progress)
+    report = score(texts, [e["answer"] for e in examples], lengths)
+    for row, ex, text in zip(report["rows"], examples, texts, strict=True):
+        row.update(question=ex["question"], completion=text)
+    report.update(model=model, adapter=adapter, data=data, split=split,
+                  seconds=round(time.time() - t0, 1), max_new_tokens=max_new_tokens)
+    return report
+
+
+def format_report(reports: list[dict]) -> str:
+    """Side-by-side text table of one or more reports (columns = models)."""
+    keys = ["strict_accuracy", "lenient_accuracy", "format_rate", "mean_completion_tokens", "judged", "seconds"]
+    heads = [Path(r["adapter"]).name if r.get("adapter") else Path(str(r["model"])).name for r in reports]
+    lines = [f"{'metric':<24}" + "".join(f"{h[:22]:>24}" for h in heads)]
+    for k in keys:
+        cells = []
+        for r in reports:
+            v = r.get(k)
+            cells.append(f"{v:>24.3f}" if isinstance(v, float) else f"{v!s:>24}")
+        lines.append(f"{k:<24}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def write_report(report: dict | list, path: str | Path) -> Path:
+    """Write a report (or list of reports) as UTF-8 JSON (temp file + rename); return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,191 @@
+"""Recipes: one YAML file per training setup, validated, mapped onto TRL's ``GRPOConfig``.
+
+A recipe has our own top-level fields (:class:`Recipe`) and a ``grpo:`` mapping whose keys are
+``trl.GRPOConfig`` fields passed through unchanged (``learning_rate``, ``beta``, ``loss_type``,
+``num_generations``, ...). Unknown keys, keys TRL 1.16 removed and batch sizes that break TRL's
+divisibility rule are refused with a message saying what to change.
+
+TRL 1.16's rule (``GRPOConfig.__post_init__``): the generation batch,
+``per_device_train_batch_size * num_processes * gradient_accumulation_steps``, must be a multiple
+of ``num_generations`` (each prompt's group of completions must fit in one batch).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainer.rewards import DEFAULT_WEIGHTS, REWARDS
+
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+
+#: GRPOConfig keys that older tutorials use but TRL 1.16 removed, with what to use instead.
+REMOVED_KEYS = {
+    "max_prompt_length": "TRL 1.16 dropped it; set our top-level `max_prompt_tokens` instead",
+    "no_cuda": "TRL 1.16 dropped it; set `use_cpu: true` in `grpo:`",
+    "warmup_ratio": "transformers 5 dropped it; set `warmup_steps: 0.1` (a float < 1 is a ratio)",
+}
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapter (peft). ``enabled: false`` trains all weights (full fine-tuning)."""
+
+    enabled: bool = True
+    r: int = 16                     # rank
+    alpha: int = 32                 # scaling numerator (scale = alpha / r)
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+
+@dataclass
+class Recipe:
+    """A training recipe (see trainer/recipes/*.yaml for commented examples).
+
+    Attributes:
+        name: recipe name (defaults to the file stem).
+        description: one line shown by ``python -m trainer recipes``.
+        model: registry name, local folder or hub id (``--model`` overrides).
+        dataset: data spec (file, folder, hub id; see trainer.data) for training.
+        dataset_split: split used for training.
+        fields: explicit column mapping ``{question, answer, solution}``; {} = detect.
+        max_prompt_tokens: prompts longer than this are cut by us (0 = no limit).
+        eval_data: held-out data spec for the collapse guard ("" = same as dataset).
+        eval_split: split of ``eval_data``.
+        eval_every: evaluate greedy accuracy every N steps (0 = never).
+        eval_questions: how many held-out questions per evaluation.
+        eval_max_new_tokens: generation budget during evaluation (0 = max_completion_length).
+        early_stop_patience: stop after this many evaluations in a row below the best (0 = off).
+        rewards: reward name -> weight (names from trainer.rewards.REWARDS).
+        lora: LoRA settings.
+        use_vllm: "auto" (vLLM colocate when installed and CUDA is there), true, false.
+        train_size: keep the first N training rows (0 = all).
+        grpo: GRPOConfig fields, passed through.
+    """
+
+    name: str = ""
+    description: str = ""
+    model: str = "Qwen/Qwen2.5-0.5B-Instruct"
+    dataset: str = "swulling/gsm8k_chinese"
+    dataset_split: str = "train"
+    fields: dict = field(default_factory=dict)
+    max_prompt_tokens: int = 256
+    eval_data: str = ""
+    eval_split: str = "test"
+    eval_every: int = 25
+    eval_questions: int = 40
+    eval_max_new_tokens: int = 0
+    early_stop_patience: int = 0
+    rewards: dict = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    use_vllm: Any = "auto"
+    train_size: int = 0
+    grpo: dict = field(default_factory=dict)
+
+
+def _suggest(key: str, known) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_keys(data: dict, known, where: str) -> None:
+    for key in data:
+        if key in REMOVED_KEYS:
+            raise ValueError(f"{where}: `{key}`: {REMOVED_KEYS[key]}")
+        if key not in known:
+            raise ValueError(f"{where}: unknown field `{key}`{_suggest(key, known)}; known: {', '.join(sorted(known))}")
+
+
+def grpo_field_names() -> set[str]:
+    """Names accepted under ``grpo:`` (the fields of trl.GRPOConfig)."""
+    from trl import GRPOConfig
+
+    return {f.name for f in dataclasses.fields(GRPOConfig)}
+
+
+def validate(recipe: Recipe, where: str = "recipe", world_size: int = 1) -> Recipe:
+    """Check a recipe; return it unchanged.
+
+    Raises:
+        ValueError: with the field and what to change.
+    """
+    g = recipe.grpo
+    _check_keys(g, grpo_field_names(), f"{where} grpo")
+    bad = [r for r in recipe.rewards if r not in REWARDS]
+    if bad or not recipe.rewards:
+        raise ValueError(f"{where}: rewards {bad or '{}'} — pick names from {sorted(REWARDS)} with a weight each")
+    if g.get("loss_type", "dapo") not in LOSS_TYPES:
+        raise ValueError(f"{where} grpo: loss_type {g['loss_type']!r}; use one of {LOSS_TYPES}")
+    n_gen = int(g.get("num_generations", 8))
+    per_dev = int(g.get("per_device_train_batch_size", 8))
+    accum = int(g.get("gradient_accumulation_steps", 1))
+    batch = per_dev * accum * world_size
+    if n_gen < 2 or batch % n_gen:
+        raise ValueError(
+            f"{where}: the generation batch per_device_train_batch_size x gradient_accumulation_steps "
+            f"x processes = {per_dev} x {accum} x {world_size} = {batch} must be a multiple of "
+            f"num_generations = {n_gen} (>= 2) in TRL 1.16; e.g. set per_device_train_batch_size: {n_gen}")
+    for key in ("eval_every", "eval_questions", "early_stop_patience", "max_prompt_tokens", "train_size"):
+        if int(getattr(recipe, key)) < 0:
+            raise ValueError(f"{where}: {key} must be >= 0")
+    if recipe.use_vllm not in ("auto", True, False):
+        raise ValueError(f"{where}: use_vllm must be auto, true or false")
+    return recipe
+
+
+def from_dict(data: dict, name: str = "", where: str = "recipe") -> Recipe:
+    """Build and validate a :class:`Recipe` from a mapping (a parsed YAML file).
+
+    Raises:
+        ValueError: not a mapping, unknown fields, invalid values.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: must be a YAML mapping of field: value")
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    _check_keys(data, known, where)
+    data = dict(data)
+    lora = data.pop("lora", {}) or {}
+    if isinstance(lora, bool):
+        lora = {"enabled": lora}
+    _check_keys(lora, {f.name for f in dataclasses.fields(LoraSettings)}, f"{where} lora")
+    recipe = Recipe(**data, lora=LoraSettings(**lora))
+    recipe.name = recipe.name or name
+    recipe.grpo = dict(recipe.grpo or {})
+    return validate(recipe, where)
+
+
+def load(path: str | Path) -> Recipe:
+    """Load a recipe file, or a bare name from trainer/recipes (``smoke-cpu``).
+
+    Raises:
+        FileNotFoundError: no such file; the message lists the bundled recipes.
+        ValueError: invalid content (see :func:`from_dict`).
+    """
+    p = Path(path)
+    if not p.exists() and (RECIPES_DIR / f"{path}.yaml").exists():
+        p = RECIPES_DIR / f"{path}.yaml"
+    if not p.is_file():
+        names = ", ".join(x.stem for x in sorted(RECIPES_DIR.glob("*.yaml")))
+        raise FileNotFoundError(f"recipe {str(path)!r} not found; bundled recipes: {names}")
+    return from_dict(yaml.safe_load(p.read_text(encoding="utf-8")) or {}, p.stem, str(p))
+
+
+def list_recipes() -> list[dict]:
+    """Key fields of every bundled recipe (for ``python -m trainer recipes``)."""
+    out = []
+    for p in sorted(RECIPES_DIR.glob("*.yaml")):
+        r = load(p)
+        g = r.grpo
+        out.append({"name": r.name, "path": str(p), "description": r.description, "model": r.model,
+                    "dataset": r.dataset, "lora": r.lora.enabled, "learning_rate": g.get("learning_rate"),
+                    "num_generations": g.get("num_generations"), "max_steps": g.get("max_steps", -1),
+                    "max_completion_length": g.get("max_completion_length"),
+                    "loss_type": g.get("loss_type", "dapo"), "beta": g.get("beta", 0.0),
+                    "use_cpu": bool(g.get("use_cpu", False))})
+    return out

@@ -1,0 +1,263 @@
+"""``python -m trainer train``: GRPO (TRL) on a recipe, writing the run dir of the Trainer contract.
+
+Run dir: run.json (args, recipe, model, pid, status, times, output kind, peak memory),
+progress.jsonl, samples.jsonl, checkpoint-N/, best/, final/ (see README "Trainer").
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import resource
+import sys
+import traceback
+from pathlib import Path
+
+from trainer import recipes as recipes_mod
+from trainer.callbacks import EvalCallback, ProgressCallback, StopCallback, now_iso
+from trainer.data import load_examples
+from trainer.rewards import get_reward_funcs
+
+
+class TrainError(Exception):
+    """A refusal or setup error with one clear message for the user (exit code 2)."""
+
+
+# -- setup steps --------------------------------------------------------------------------------
+
+def resolve_model(name_or_path: str, settings) -> tuple[str, str]:
+    """(model folder or hub id, adapter folder or "") via models.registry when it is there;
+    otherwise the argument itself (a folder or hub id)."""
+    try:
+        from models.registry import ModelRegistry
+
+        return ModelRegistry(settings).resolve(name_or_path)
+    except Exception as e:  # registry missing/broken, or an unknown name: treat as folder / hub id
+        if Path(name_or_path).suffix == ".gguf":
+            raise TrainError(str(e)) from None
+        return name_or_path, ""
+
+
+def cuda_available() -> bool:
+    """True when torch sees a CUDA device."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def run_dir_for(args, settings) -> Path:
+    """The run folder: --output, else runs/<run-name>, else runs/<UTC timestamp>; with --resume
+    and neither given, the newest run that has a checkpoint.
+
+    Raises:
+        TrainError: --resume without any resumable run.
+    """
+    if args.output:
+        return Path(args.output).expanduser()
+    runs = Path(settings.runs_dir)
+    if args.run_name:
+        return runs / args.run_name
+    if args.resume:
+        found = sorted((p for p in runs.iterdir() if any(p.glob("checkpoint-*"))), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise TrainError(f"--resume: no run with a checkpoint in {runs}; give --run-name or --output")
+        return found[-1]
+    from datetime import datetime, timezone
+
+    return runs / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def apply_overrides(recipe, args, on_cpu: bool):
+    """CLI options over the recipe (model, dataset, max steps, epochs, LoRA); CPU turns bf16 off."""
+    g = recipe.grpo
+    if args.max_steps is not None:
+        g["max_steps"] = args.max_steps
+    if args.epochs is not None:
+        g["num_train_epochs"] = args.epochs
+        g.setdefault("max_steps", -1)
+    if args.lora is not None:
+        recipe.lora.enabled = args.lora
+    if on_cpu:
+        if g.get("bf16") or g.get("fp16"):
+            print("CPU run: bf16/fp16 turned off (float32)", flush=True)
+        g.update(use_cpu=True, bf16=False, fp16=False)
+    return recipes_mod.validate(recipe)
+
+
+def use_vllm(recipe, on_cpu: bool) -> bool:
+    """vLLM colocate mode when the recipe allows it, vllm is installed and CUDA is there."""
+    if on_cpu or recipe.use_vllm is False:
+        return False
+    import importlib.util
+
+    found = importlib.util.find_spec("vllm") is not None
+    if recipe.use_vllm is True and not found:
+        raise TrainError("recipe use_vllm: true but vllm is not installed; pip install vllm or set use_vllm: auto")
+    return found
+
+
+def grpo_config(recipe, run_dir: Path, on_cpu: bool):
+    """trl.GRPOConfig from the recipe's ``grpo:`` fields plus our fixed ones."""
+    import torch
+    from trl import GRPOConfig
+
+    g = dict(recipe.grpo)
+    g.update(output_dir=str(run_dir), report_to="none", disable_tqdm=True, save_strategy="steps",
+             reward_weights=[float(w) for w in recipe.rewards.values()])
+    g.setdefault("logging_steps", 1)
+    g.setdefault("model_init_kwargs", {"dtype": torch.float32 if on_cpu else torch.bfloat16})
+    if use_vllm(recipe, on_cpu):
+        g.update(use_vllm=True, vllm_mode="colocate")
+    return GRPOConfig(**g)
+
+
+def peft_config(recipe):
+    """peft.LoraConfig for the recipe, or None for full fine-tuning."""
+    if not recipe.lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    lo = recipe.lora
+    return LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout,
+                      target_modules=list(lo.target_modules), task_type="CAUSAL_LM")
+
+
+def peak_memory() -> dict:
+    """Peak resident memory of this process (MB, from getrusage) and peak CUDA memory (MB)."""
+    out = {"cpu_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    import torch
+
+    if torch.cuda.is_available():
+        out["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+def write_run_json(run_dir: Path, info: dict) -> None:
+    """Write run.json atomically (temp file + rename)."""
+    tmp = run_dir / "run.json.tmp"
+    tmp.write_text(json.dumps(info, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    tmp.replace(run_dir / "run.json")
+
+
+def load_data(recipe, args, tokenizer):
+    """(train examples, held-out eval examples) for the recipe (CLI --dataset wins)."""
+    spec = args.dataset or recipe.dataset
+    fields = getattr(args, "fields", None) or recipe.fields or None
+    train = load_examples(spec, split=recipe.dataset_split, fields=fields, limit=recipe.train_size or None,
+                          tokenizer=tokenizer, max_prompt_tokens=recipe.max_prompt_tokens)
+    held = []
+    if recipe.eval_every and recipe.eval_questions:
+        held = load_examples(recipe.eval_data or spec, split=recipe.eval_split, fields=fields,
+                             limit=recipe.eval_questions, tokenizer=tokenizer,
+                             max_prompt_tokens=recipe.max_prompt_tokens)
+    return train, held
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+def build_trainer(recipe, model_path: str, run_dir: Path, on_cpu: bool, args, reward_funcs=None):
+    """GRPOTrainer plus our callbacks; returns (trainer, callbacks dict)."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from transformers.trainer_callback import PrinterCallback
+    from trl import GRPOTrainer
+
+    tok = AutoTokenizer.from_pretrained(model_path, padding_side="left", truncation_side="left")
+    train, held = load_data(recipe, args, tok)
+    config = grpo_config(recipe, run_dir, on_cpu)
+    shared: dict = {}
+    progress = ProgressCallback(run_dir, dict(recipe.rewards), shared)
+    guard = EvalCallback(run_dir, held, recipe.eval_every,
+                         recipe.eval_max_new_tokens or config.max_completion_length,
+                         recipe.early_stop_patience, shared)
+    stop = StopCallback()
+    funcs = reward_funcs or get_reward_funcs(list(recipe.rewards))
+    trainer = GRPOTrainer(model=model_path, reward_funcs=funcs, args=config,
+                          train_dataset=Dataset.from_list(train), processing_class=tok,
+                          peft_config=peft_config(recipe), callbacks=[guard, stop, progress])
+    trainer.remove_callback(PrinterCallback)
+    progress.trainer = guard.trainer = trainer
+    return trainer, {"progress": progress, "eval": guard, "stop": stop}
+
+
+def save_output(trainer, folder: Path) -> None:
+    """Save weights (adapter or full, safetensors) + tokenizer; drop the pickled training args."""
+    trainer.save_model(str(folder))
+    (folder / "training_args.bin").unlink(missing_ok=True)
+
+
+def prepare(args, settings):
+    """Load and adjust the recipe, resolve the model, pick the run dir. Returns (recipe, model, run_dir, on_cpu)."""
+    recipe = recipes_mod.load(args.recipe)
+    on_cpu = not cuda_available()
+    if on_cpu and not args.allow_cpu:
+        raise TrainError("no CUDA GPU found: GRPO on the CPU is very slow. Use a machine with a GPU, "
+                         "or pass --allow-cpu (try --recipe trainer/recipes/smoke-cpu.yaml first)")
+    on_cpu = on_cpu or bool(recipe.grpo.get("use_cpu"))
+    recipe = apply_overrides(recipe, args, on_cpu)
+    model, adapter = resolve_model(args.model or recipe.model, settings)
+    if adapter:
+        raise TrainError(f"{args.model} is a LoRA adapter on {model}: merge it first or train from the base "
+                         f"model ({model})")
+    run_dir = run_dir_for(args, settings)
+    if run_dir.exists() and any(run_dir.glob("checkpoint-*")) and not args.resume:
+        raise TrainError(f"{run_dir} already holds checkpoints: add --resume to continue it, or pick another "
+                         f"--run-name")
+    if args.resume and not any(run_dir.glob("checkpoint-*")):
+        raise TrainError(f"--resume: no checkpoint-N folder in {run_dir}")
+    return recipe, model, run_dir, on_cpu
+
+
+def main(args, settings, reward_funcs=None) -> int:
+    """Run one training job; returns the exit code (0 finished/stopped, 1 failed, 2 refused)."""
+    try:
+        recipe, model, run_dir, on_cpu = prepare(args, settings)
+    except (TrainError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = {"args": {k: v for k, v in vars(args).items() if k != "func"}, "recipe": recipe.name,
+            "recipe_fields": dataclasses.asdict(recipe), "model": model, "run_dir": str(run_dir),
+            "pid": os.getpid(), "status": "running", "started": now_iso(), "ended": None,
+            "output": "lora" if recipe.lora.enabled else "full", "device": "cpu" if on_cpu else "cuda"}
+    write_run_json(run_dir, info)
+    print(f"run dir: {run_dir}", flush=True)
+    try:
+        status = train_in(run_dir, recipe, model, on_cpu, args, info, reward_funcs)
+    except Exception as e:  # one clear line for the log tail, the traceback after it
+        info.update(status="failed", error=f"{type(e).__name__}: {e}")
+        print(f"training failed: {type(e).__name__}: {e}", file=sys.stderr)
+        traceback.print_exc()
+        status = "failed"
+    info.update(status=status, ended=now_iso(), **peak_memory())
+    write_run_json(run_dir, info)
+    print(f"{status}: {run_dir}", flush=True)
+    return 1 if status == "failed" else 0
+
+
+def train_in(run_dir: Path, recipe, model: str, on_cpu: bool, args, info: dict, reward_funcs) -> str:
+    """Build the trainer, train (resuming when asked), save final/; return the status."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    trainer, cbs = build_trainer(recipe, model, run_dir, on_cpu, args, reward_funcs)
+    if threading_main():
+        cbs["stop"].install()
+    resume = get_last_checkpoint(str(run_dir)) if args.resume else None
+    if resume:
+        print(f"resuming from {resume}", flush=True)
+    info.update(resumed_from=resume, total_steps=None)
+    trainer.train(resume_from_checkpoint=resume)
+    info.update(global_step=trainer.state.global_step, total_steps=trainer.state.max_steps,
+                evaluations=cbs["eval"].history, best_eval_accuracy=max(cbs["eval"].best, 0.0)
+                if cbs["eval"].history else None)
+    if cbs["stop"].requested:
+        return "stopped"
+    save_output(trainer, run_dir / "final")
+    return "finished"
+
+
+def threading_main() -> bool:
+    """True on the main thread (signal handlers can only be installed there)."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
