@@ -267,6 +267,7 @@ def transcribe_file(path: str | Path, settings) -> str:
     Raises:
         SpeechError: bad WAV or no usable model, with what to do.
     """
+    find_model_dir(settings)          # a settings problem is reported before the file is read
     pcm = read_wav(path)
     return make_recognizer(settings).transcribe(pcm).strip()
 
