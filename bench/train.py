@@ -5,10 +5,11 @@
 
 Runs ``python -m trainer train --recipe FILE --max-steps N --allow-cpu --output DIR`` in a
 subprocess (a temp data dir unless ``--home``), then reads the run's ``progress.jsonl``
-(``step_time`` per logged step) and ``run.json`` (the recipe: completions per step =
-``per_device_train_batch_size x gradient_accumulation_steps``, TRL's GRPO convention where the
+(``step_time`` per logged step) and ``run.json``; completions per step come from the recipe:
+``per_device_train_batch_size x gradient_accumulation_steps`` (TRL's GRPO convention: the
 batch counts completions). Step 1 includes warm-up, so the steady-state mean excludes it
-when there are 2+ steps.
+when there are 2+ steps. The recipe's periodic evaluation is switched off (``eval_every: 0``)
+unless ``--keep-eval``, so the numbers are training steps only.
 """
 from __future__ import annotations
 
@@ -24,15 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import ROOT, Stopwatch, add_json_flag, emit, log, peak_rss_mb, ratio, table, temp_home  # noqa: E402
 
 
-def completions_per_step(run: dict) -> int | None:
-    """Completions per optimizer step from run.json's recipe (None when it does not say)."""
-    rec = run.get("recipe") or {}
-    if isinstance(rec, dict):
-        flat = {**rec, **(rec.get("training") or {}), **(rec.get("grpo") or {})}
-        bs = flat.get("per_device_train_batch_size")
-        if bs:
-            return int(bs) * int(flat.get("gradient_accumulation_steps") or 1)
-    return None
+def completions_per_step(recipe: Path) -> int | None:
+    """Completions per optimizer step from the recipe YAML's ``grpo`` section (None when absent)."""
+    import yaml
+
+    rec = yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}
+    flat = {**rec, **(rec.get("grpo") or {})}
+    bs = flat.get("per_device_train_batch_size")
+    return int(bs) * int(flat.get("gradient_accumulation_steps") or 1) if bs else None
 
 
 def read_run(out: Path) -> tuple[dict, list[dict]]:
@@ -48,9 +48,28 @@ def read_run(out: Path) -> tuple[dict, list[dict]]:
     return run, prog
 
 
+def bench_recipe(recipe: Path, home: Path, keep_eval: bool) -> Path:
+    """The recipe to run: a copy with ``eval_every: 0`` (unless ``keep_eval``) so the step times
+    measure training only; a relative dataset path is made absolute (from the repo root)."""
+    import yaml
+
+    if keep_eval:
+        return recipe
+    data = yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}
+    data["eval_every"] = 0
+    ds = data.get("dataset")
+    if isinstance(ds, str) and not Path(ds).is_absolute() and (ROOT / ds).exists():
+        data["dataset"] = str((ROOT / ds).resolve())
+    out = home / f"bench-{recipe.name}"
+    out.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return out
+
+
 def run_trainer(args, home: Path, out: Path) -> tuple[int, float, str]:
     """Run the trainer; return (exit code, wall seconds, last stderr line)."""
-    cmd = [sys.executable, "-m", "trainer", "train", "--recipe", str(args.recipe), "--max-steps", str(args.steps),
+    home.mkdir(parents=True, exist_ok=True)
+    recipe = bench_recipe(args.recipe, home, args.keep_eval)
+    cmd = [sys.executable, "-m", "trainer", "train", "--recipe", str(recipe), "--max-steps", str(args.steps),
            "--allow-cpu", "--output", str(out)]
     cmd += ["--model", args.model] if args.model else []
     cmd += ["--dataset", args.dataset] if args.dataset else []
@@ -68,7 +87,7 @@ def measure(args, home: Path) -> dict:
     run, prog = read_run(out)
     times = [float(r["step_time"]) for r in prog]
     steady = times[1:] if len(times) > 1 else times
-    per_step = completions_per_step(run)
+    per_step = completions_per_step(args.recipe)
     mean = sum(steady) / len(steady) if steady else None
     return {"recipe": str(args.recipe), "model": run.get("model") or args.model, "steps": len(times),
             "exit_code": rc, "error": tail if rc else "", "status": run.get("status"),
@@ -96,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="model name or folder (default: the recipe's)")
     p.add_argument("--dataset", help="dataset spec (default: the recipe's)")
     p.add_argument("--home", type=Path, help="data dir (default: a temp dir, deleted)")
+    p.add_argument("--keep-eval", action="store_true",
+                   help="keep the recipe's periodic evaluation (default: eval_every 0, training steps only)")
     args = p.parse_args(argv)
     if not args.recipe.is_file():
         raise SystemExit(f"error: recipe {args.recipe} not found; see `python -m trainer recipes`")
