@@ -1,0 +1,289 @@
+"""Left panel: knowledge bases (select, create, rename, delete), their documents, ingest.
+
+Threads: every service call runs through ``app.dispatcher`` (a worker thread); the handlers
+here run on the Tk thread. Ingest reports one line per file in the results pane and marks
+failed files in the document list; it never opens one dialog per file.
+"""
+from __future__ import annotations
+
+import os
+import tkinter as tk
+from pathlib import Path
+from tkinter import filedialog, messagebox, simpledialog, ttk
+
+STATUS_TAGS = {"added": "ok", "updated": "ok", "skipped": "skip", "failed": "fail"}
+
+
+class KBPanel(ttk.Frame):
+    """Knowledge bases + documents + ingest progress.
+
+    Args:
+        parent: container widget.
+        app: the :class:`app.main.App` (gives ``services``, ``dispatcher``, ``tr``, callbacks).
+    """
+
+    def __init__(self, parent, app) -> None:
+        super().__init__(parent, padding=6)
+        self.app, self.tr = app, app.tr
+        self.kb_var = tk.StringVar(value=app.settings.default_kb)
+        self.kbs: dict[str, object] = {}
+        self.failed: dict[str, str] = {}           # path -> message, for the current kb
+        self.pending: list[str] = []
+        self.ingest_job = None
+        self._build_kb_row()
+        self._build_docs()
+        self._build_ingest()
+
+    # -- layout --------------------------------------------------------------------------
+    def _build_kb_row(self) -> None:
+        tr = self.tr
+        ttk.Label(self, text=tr("kb.title"), style="Heading.TLabel").pack(anchor="w")
+        row = ttk.Frame(self)
+        row.pack(fill="x", pady=(2, 6))
+        self.kb_box = ttk.Combobox(row, textvariable=self.kb_var, state="readonly", width=18)
+        self.kb_box.pack(side="left", fill="x", expand=True)
+        self.kb_box.bind("<<ComboboxSelected>>", lambda e: self.select_kb(self.kb_var.get()))
+        for key, cmd in (("kb.new", self.create_kb), ("kb.rename", self.rename_kb),
+                         ("kb.delete", self.delete_kb)):
+            ttk.Button(row, text=tr(key), command=cmd, width=6).pack(side="left", padx=(4, 0))
+
+    def _build_docs(self) -> None:
+        tr = self.tr
+        frame = ttk.Frame(self)
+        frame.pack(fill="both", expand=True)
+        cols = ("name", "pages", "chunks", "status")
+        self.tree = ttk.Treeview(frame, columns=cols, show="headings", height=12, selectmode="extended")
+        for col, width, anchor in (("name", 200, "w"), ("pages", 50, "e"), ("chunks", 55, "e"),
+                                   ("status", 110, "w")):
+            self.tree.heading(col, text=tr(f"kb.col.{col}"))
+            self.tree.column(col, width=width, anchor=anchor, stretch=col in ("name", "status"))
+        self.tree.tag_configure("fail", foreground="#b00020")
+        self.tree.bind("<Double-1>", lambda e: self.open_selected())
+        sb = ttk.Scrollbar(frame, orient="vertical", command=self.tree.yview)
+        self.tree.configure(yscrollcommand=sb.set)
+        self.tree.pack(side="left", fill="both", expand=True)
+        sb.pack(side="left", fill="y")
+        row = ttk.Frame(self)
+        row.pack(fill="x", pady=4)
+        for key, cmd in (("kb.add_files", self.add_files), ("kb.add_folder", self.add_folder),
+                         ("kb.remove", self.remove_selected), ("kb.reingest", self.reingest_selected),
+                         ("kb.open", self.open_selected)):
+            ttk.Button(row, text=tr(key), command=cmd).pack(side="left", padx=(0, 3))
+
+    def _build_ingest(self) -> None:
+        self.progress = ttk.Progressbar(self, mode="determinate", maximum=1.0)
+        self.progress.pack(fill="x", pady=(4, 0))
+        row = ttk.Frame(self)
+        row.pack(fill="x")
+        self.progress_label = ttk.Label(row, text=self.tr("kb.drop_hint"), foreground="#555")
+        self.progress_label.pack(side="left", fill="x", expand=True)
+        self.stop_button = ttk.Button(row, text=self.tr("kb.stop_ingest"), command=self.stop_ingest,
+                                      state="disabled")
+        self.stop_button.pack(side="right")
+        self.results = tk.Text(self, height=6, wrap="none", state="disabled", relief="flat",
+                               background="#f6f6f6", font="TkDefaultFont")
+        self.results.tag_configure("ok", foreground="#1b5e20")
+        self.results.tag_configure("skip", foreground="#555555")
+        self.results.tag_configure("fail", foreground="#b00020")
+        self.results.pack(fill="x", pady=(4, 0))
+
+    # -- knowledge bases -----------------------------------------------------------------
+    @property
+    def kb(self) -> str:
+        return self.kb_var.get() or self.app.settings.default_kb
+
+    def refresh_kbs(self, select: str | None = None) -> None:
+        """Reload the knowledge-base list (worker), then select ``select`` or keep the current."""
+        def on_event(kind, payload):
+            if kind == "finished":
+                self.kbs = {k.name: k for k in payload}
+                names = list(self.kbs) or [self.app.settings.default_kb]
+                self.kb_box.configure(values=names)
+                want = select or self.kb
+                self.select_kb(want if want in names else names[0], reload=bool(select) or want != self.kb)
+            elif kind == "failed":
+                self.app.show_error(payload)
+        self.app.dispatcher.submit("kbs", lambda emit, cancel: self.app.services.kb.list_kbs(), on_event)
+
+    def select_kb(self, name: str, reload: bool = True) -> None:
+        """Make ``name`` the current knowledge base; reload its documents and chat."""
+        changed = name != self.kb_var.get()
+        self.kb_var.set(name)
+        if changed or reload:
+            self.failed = {}
+            self.refresh_docs()
+            self.app.on_kb_changed(name)
+
+    def create_kb(self) -> None:
+        name = simpledialog.askstring(self.tr("kb.new"), self.tr("kb.new_prompt"), parent=self)
+        if name and name.strip():
+            self._kb_job("create", lambda: self.app.services.kb.create_kb(name.strip()), name.strip())
+
+    def rename_kb(self) -> None:
+        old = self.kb
+        new = simpledialog.askstring(self.tr("kb.rename"), self.tr("kb.rename_prompt", name=old),
+                                     initialvalue=old, parent=self)
+        if new and new.strip() and new.strip() != old:
+            self._kb_job("rename", lambda: self.app.services.kb.rename_kb(old, new.strip()), new.strip())
+
+    def delete_kb(self) -> None:
+        name = self.kb
+        if messagebox.askyesno(self.tr("kb.delete"), self.tr("kb.delete_confirm", name=name), parent=self):
+            self._kb_job("delete", lambda: self.app.services.kb.delete_kb(name), None)
+
+    def _kb_job(self, what: str, call, select: str | None) -> None:
+        def on_event(kind, payload):
+            if kind == "finished":
+                self.refresh_kbs(select=select)
+            elif kind == "failed":
+                self.app.show_error(payload)
+        self.app.dispatcher.submit(f"kb-{what}", lambda emit, cancel: call(), on_event)
+
+    # -- documents -----------------------------------------------------------------------
+    def refresh_docs(self) -> None:
+        """Reload the document list of the current knowledge base (worker)."""
+        kb = self.kb
+
+        def on_event(kind, payload):
+            if kind == "finished" and kb == self.kb:
+                self._fill_tree(payload)
+                self.app.refresh_status()
+            elif kind == "failed":
+                self.app.show_error(payload)
+        self.app.dispatcher.submit("docs", lambda emit, cancel: self.app.services.kb.documents(kb), on_event)
+
+    def _fill_tree(self, docs) -> None:
+        self.tree.delete(*self.tree.get_children())
+        self.docs = {d.source: d for d in docs}
+        for d in docs:
+            status = self.tr("kb.status_ocr", n=d.ocr_pages) if d.ocr_pages else self.tr("kb.status_ok")
+            self.tree.insert("", "end", iid=d.source, values=(d.name or Path(d.source).name, d.pages,
+                                                              d.chunks, status))
+        for path, msg in self.failed.items():
+            if not self.tree.exists(path):
+                self.tree.insert("", "end", iid=path, tags=("fail",),
+                                 values=(Path(path).name, "", "", f"{self.tr('kb.status_failed')}: {msg}"))
+
+    def selected_sources(self) -> list[str]:
+        return [s for s in self.tree.selection() if s in getattr(self, "docs", {})]
+
+    def remove_selected(self) -> None:
+        sources, kb = self.selected_sources(), self.kb
+        for s in [s for s in self.tree.selection() if s in self.failed]:
+            self.failed.pop(s, None)
+            self.tree.delete(s)
+        if not sources:
+            return
+
+        def work(emit, cancel):
+            for s in sources:
+                self.app.services.kb.remove(s, kb)
+        self.app.dispatcher.submit("remove", work, self._after_change)
+
+    def reingest_selected(self) -> None:
+        """Remove the selected documents and ingest their files again."""
+        sources, kb = self.selected_sources(), self.kb
+        missing = [s for s in sources if not os.path.exists(s)]
+        if missing:
+            self.app.show_error(self.tr("kb.missing_file", path=missing[0]))
+            return
+        if sources:
+            def work(emit, cancel):
+                for s in sources:
+                    self.app.services.kb.remove(s, kb)
+            self.app.dispatcher.submit("remove", work, lambda k, p: (
+                self.ingest(sources) if k == "finished" else self._after_change(k, p)))
+
+    def open_selected(self) -> None:
+        sel = self.tree.selection()
+        if sel:
+            self.app.open_source(sel[0], 1, "")
+
+    def _after_change(self, kind, payload) -> None:
+        if kind == "finished":
+            self.refresh_docs()
+            self.refresh_kbs()
+        elif kind == "failed":
+            self.app.show_error(payload)
+
+    # -- ingest --------------------------------------------------------------------------
+    def add_files(self) -> None:
+        paths = filedialog.askopenfilenames(parent=self, title=self.tr("kb.add_files"), filetypes=[
+            (self.tr("kb.filetypes"), "*.pdf *.docx *.txt *.md"), ("*", "*")])
+        if paths:
+            self.ingest(list(paths))
+
+    def add_folder(self) -> None:
+        path = filedialog.askdirectory(parent=self, title=self.tr("kb.add_folder"))
+        if path:
+            self.ingest([path])
+
+    def ingest(self, paths: list[str]) -> None:
+        """Add files/folders to the current knowledge base on a worker; queue if one runs."""
+        if self.ingest_job is not None:
+            self.pending.extend(paths)
+            return
+        kb = self.kb
+        self._results_clear()
+        self.progress.configure(value=0, maximum=1.0)
+        self.progress_label.configure(text=self.tr("kb.ingesting", n=len(paths)))
+        self.stop_button.configure(state="normal")
+
+        def work(emit, cancel):
+            return self.app.services.kb.ingest(
+                paths, kb, cancel=cancel, on_result=lambda r: emit("result", r),
+                on_progress=lambda done, total, msg: emit("progress", (done, total, msg)))
+        self.ingest_job = self.app.dispatcher.submit("ingest", work, self._on_ingest_event)
+
+    def stop_ingest(self) -> None:
+        self.app.dispatcher.cancel(self.ingest_job)
+        self.pending.clear()
+        self.progress_label.configure(text=self.tr("kb.stopping"))
+
+    def _on_ingest_event(self, kind, payload) -> None:
+        if kind == "progress":
+            done, total, msg = payload
+            self.progress.configure(maximum=max(float(total), 1e-9), value=float(done))
+            self.progress_label.configure(text=str(msg)[:80])
+        elif kind == "result":
+            self._show_result(payload)
+        elif kind in ("finished", "failed"):
+            if kind == "failed":
+                self._results_add(f"✗ {payload}", "fail")
+            results = payload if kind == "finished" else []
+            ok = sum(1 for r in results if r.ok)
+            self.progress.configure(value=self.progress.cget("maximum"))
+            self.progress_label.configure(text=self.tr("kb.ingest_done", ok=ok, failed=len(results) - ok))
+            self.stop_button.configure(state="disabled")
+            self.ingest_job = None
+            self.refresh_kbs()
+            self.refresh_docs()
+            if self.pending:
+                paths, self.pending = self.pending, []
+                self.ingest(paths)
+
+    def _show_result(self, r) -> None:
+        name = Path(r.path).name
+        if r.status == "failed":
+            self.failed[r.path] = r.message
+            self._results_add(f"✗ {name} — {r.message}", "fail")
+            if not self.tree.exists(r.path):
+                self.tree.insert("", "end", iid=r.path, tags=("fail",), values=(
+                    name, "", "", f"{self.tr('kb.status_failed')}: {r.message}"))
+            return
+        self.failed.pop(r.path, None)
+        text = self.tr(f"kb.result.{r.status}", name=name, pages=r.pages, chunks=r.chunks)
+        if r.ocr_pages:
+            text += " " + self.tr("kb.status_ocr", n=r.ocr_pages)
+        self._results_add(("✓ " if r.status != "skipped" else "• ") + text, STATUS_TAGS.get(r.status, "ok"))
+
+    def _results_clear(self) -> None:
+        self.results.configure(state="normal")
+        self.results.delete("1.0", "end")
+        self.results.configure(state="disabled")
+
+    def _results_add(self, line: str, tag: str) -> None:
+        self.results.configure(state="normal")
+        self.results.insert("end", line + "\n", tag)
+        self.results.see("end")
+        self.results.configure(state="disabled")

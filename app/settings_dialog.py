@@ -1,0 +1,122 @@
+"""Settings dialog: answering model/adapter, backend, embedder, retrieval and sampling knobs,
+UI language. Saved with ``settings.update`` (one write); a model change goes through
+``registry.use`` on a worker so the registry and settings agree.
+"""
+from __future__ import annotations
+
+import tkinter as tk
+from tkinter import filedialog, ttk
+
+#: key -> (kind, choices or None); order is the dialog's order.
+FIELDS: dict[str, tuple[str, tuple | None]] = {
+    "model": ("model", None),
+    "adapter": ("path", None),
+    "backend": ("choice", ("transformers", "ollama", "llamacpp")),
+    "ollama_host": ("str", None),
+    "ollama_model": ("str", None),
+    "embedding_model": ("str", None),
+    "top_k": ("int", (1, 50)),
+    "chunk_size": ("int", (100, 5000)),
+    "chunk_overlap": ("int", (0, 1000)),
+    "temperature": ("float", (0.0, 2.0)),
+    "max_new_tokens": ("int", (16, 8192)),
+    "think": ("bool", None),
+    "ui_language": ("choice", ("zh", "en")),
+}
+RESTART_KEYS = {"ui_language", "embedding_model"}
+
+
+def parse_changes(settings, raw: dict[str, object]) -> tuple[dict, list[str]]:
+    """Validate the dialog's raw values against :data:`FIELDS`.
+
+    Args:
+        settings: current settings (only changed keys are returned).
+        raw: key -> value as read from the widgets (strings, or bool for checkboxes).
+
+    Returns:
+        ``(changes, errors)``: typed values that differ from the current ones, and one
+        message per bad field ("top_k: give a whole number from 1 to 50").
+    """
+    changes, errors = {}, []
+    for key, value in raw.items():
+        kind, limits = FIELDS[key]
+        try:
+            if kind == "int":
+                value = int(str(value).strip())
+            elif kind == "float":
+                value = float(str(value).strip())
+            if kind in ("int", "float") and not limits[0] <= value <= limits[1]:
+                raise ValueError
+        except ValueError:
+            word = "a whole number" if kind == "int" else "a number"
+            errors.append(f"{key}: give {word} from {limits[0]} to {limits[1]}")
+            continue
+        if isinstance(value, str):
+            value = value.strip()
+        if value != getattr(settings, key):
+            changes[key] = value
+    if "chunk_overlap" in raw and not errors:
+        size = changes.get("chunk_size", settings.chunk_size)
+        if changes.get("chunk_overlap", settings.chunk_overlap) >= size:
+            errors.append("chunk_overlap: must be smaller than chunk_size")
+    return changes, errors
+
+
+class SettingsDialog(tk.Toplevel):
+    """Modal-less settings window; ``on_saved(changes)`` is called after a save."""
+
+    def __init__(self, app, model_names: list[str], on_saved) -> None:
+        super().__init__(app.root)
+        self.app, self.tr, self.on_saved = app, app.tr, on_saved
+        self.title(self.tr("settings.title"))
+        self.transient(app.root)
+        self.vars: dict[str, tk.Variable] = {}
+        form = ttk.Frame(self, padding=10)
+        form.pack(fill="both", expand=True)
+        for row, key in enumerate(FIELDS):
+            ttk.Label(form, text=self.tr(f"settings.{key}")).grid(row=row, column=0, sticky="w", pady=2)
+            self._field(form, row, key, model_names)
+        self.error = ttk.Label(form, text="", foreground="#b00020", wraplength=420)
+        self.error.grid(row=len(FIELDS), column=0, columnspan=3, sticky="w")
+        bar = ttk.Frame(self, padding=(10, 0, 10, 10))
+        bar.pack(fill="x")
+        ttk.Button(bar, text=self.tr("settings.save"), command=self.save).pack(side="right")
+        ttk.Button(bar, text=self.tr("settings.cancel"), command=self.destroy).pack(side="right", padx=6)
+
+    def _field(self, form, row: int, key: str, model_names: list[str]) -> None:
+        kind, choices = FIELDS[key]
+        value = getattr(self.app.settings, key)
+        if kind == "bool":
+            var = tk.BooleanVar(value=bool(value))
+            ttk.Checkbutton(form, variable=var).grid(row=row, column=1, sticky="w")
+        else:
+            var = tk.StringVar(value=str(value))
+            if kind in ("choice", "model"):
+                values = list(choices) if kind == "choice" else sorted(set(model_names) | {str(value)})
+                widget = ttk.Combobox(form, textvariable=var, values=values, width=40,
+                                      state="readonly" if kind == "choice" else "normal")
+            else:
+                widget = ttk.Entry(form, textvariable=var, width=42)
+            widget.grid(row=row, column=1, sticky="we")
+            if kind == "path":
+                ttk.Button(form, text="…", width=3, command=lambda: var.set(
+                    filedialog.askdirectory(parent=self) or var.get())).grid(row=row, column=2)
+        self.vars[key] = var
+
+    def save(self) -> dict | None:
+        """Validate and save; return the changes (None when a field is wrong)."""
+        raw = {k: v.get() for k, v in self.vars.items()}
+        changes, errors = parse_changes(self.app.settings, raw)
+        if errors:
+            self.error.configure(text="\n".join(errors))
+            return None
+        model = changes.pop("model", None)
+        adapter = changes.pop("adapter", None)
+        if changes:
+            self.app.settings.update(changes)
+        if model is not None or adapter is not None:
+            changes.update({"model": model or self.app.settings.model,
+                            "adapter": adapter if adapter is not None else self.app.settings.adapter})
+        self.on_saved(changes)
+        self.destroy()
+        return changes

@@ -1,0 +1,197 @@
+"""The chat history view: a Text widget with one *turn* per question.
+
+A turn is: the question; the reasoning (``<think>``) folded under a clickable header, dimmed
+and elided until expanded; the answer (or a refusal / error, styled differently); the
+sources. ``[n]`` citations in the answer and in the sources list carry the ``cite`` tag;
+clicking one calls ``on_cite(source, n)`` with the :class:`models.answer.Source`.
+
+Threads: Tk thread only (the chat panel feeds it events drained from the worker queue).
+Tags per turn T: ``think_T`` (reasoning text), ``thinkhdr_T`` (its header), ``ans_T``
+(answer text), ``src_T`` (sources lines).
+"""
+from __future__ import annotations
+
+import re
+import tkinter as tk
+from pathlib import Path
+from tkinter import ttk
+
+CITE_RE = r"\[[0-9]+\]"
+FOLDED, OPEN = "▸", "▾"
+
+
+class Transcript(ttk.Frame):
+    """Scrollable, read-only conversation view.
+
+    Args:
+        parent: container.
+        tr: the :class:`app.i18n.Strings` lookup.
+        on_cite: called as ``on_cite(source, n)`` when a citation is clicked.
+    """
+
+    def __init__(self, parent, tr, on_cite) -> None:
+        super().__init__(parent)
+        self.tr, self.on_cite = tr, on_cite
+        self.turn = 0
+        self.sources: dict[int, dict[int, object]] = {}
+        self.answers: dict[int, str] = {}
+        self.text = tk.Text(self, wrap="word", state="disabled", padx=10, pady=8, relief="flat",
+                            font="TkTextFont", cursor="arrow", spacing1=2, spacing3=2)
+        sb = ttk.Scrollbar(self, orient="vertical", command=self.text.yview)
+        self.text.configure(yscrollcommand=sb.set)
+        self.text.pack(side="left", fill="both", expand=True)
+        sb.pack(side="left", fill="y")
+        self._configure_tags()
+
+    def _configure_tags(self) -> None:
+        t = self.text
+        t.tag_configure("who", foreground="#1a237e", font=("TkDefaultFont", 10, "bold"))
+        t.tag_configure("question", foreground="#1a237e", lmargin1=6, lmargin2=6)
+        t.tag_configure("thinkhdr", foreground="#7a7a7a", font=("TkDefaultFont", 9, "italic"))
+        t.tag_configure("reasoning", foreground="#9a9a9a", lmargin1=18, lmargin2=18,
+                        font=("TkDefaultFont", 9))
+        t.tag_configure("answer", foreground="#111111", lmargin1=6, lmargin2=6)
+        t.tag_configure("refusal", foreground="#8a4b00", background="#fff3e0", lmargin1=6,
+                        lmargin2=6, font=("TkDefaultFont", 10, "italic"))
+        t.tag_configure("error", foreground="#b00020", lmargin1=6, lmargin2=6)
+        t.tag_configure("note", foreground="#555555", font=("TkDefaultFont", 9, "italic"))
+        t.tag_configure("srchdr", foreground="#555555", font=("TkDefaultFont", 9, "bold"))
+        t.tag_configure("source", foreground="#333333", lmargin1=12, lmargin2=24, font=("TkDefaultFont", 9))
+        t.tag_configure("cite", foreground="#0b57d0", underline=True)
+        t.tag_raise("cite")
+        t.tag_bind("cite", "<Button-1>", self._cite_clicked)
+        t.tag_bind("cite", "<Enter>", lambda e: t.configure(cursor="hand2"))
+        t.tag_bind("cite", "<Leave>", lambda e: t.configure(cursor="arrow"))
+        t.tag_bind("thinkhdr", "<Button-1>", self._toggle_clicked)
+
+    # -- writing -------------------------------------------------------------------------
+    def _insert(self, index: str, text: str, *tags: str) -> None:
+        at_bottom = self.text.yview()[1] > 0.98
+        self.text.configure(state="normal")
+        self.text.insert(index, text, tags)
+        self.text.configure(state="disabled")
+        if at_bottom:
+            self.text.see("end")
+
+    def clear(self) -> None:
+        self.text.configure(state="normal")
+        self.text.delete("1.0", "end")
+        self.text.configure(state="disabled")
+        self.sources.clear()
+        self.answers.clear()
+
+    def note(self, text: str) -> None:
+        """A grey line between turns (e.g. "history loaded")."""
+        self._insert("end-1c", text + "\n", "note")
+
+    def start_turn(self, question: str) -> int:
+        """Begin a turn for ``question``; return its number T."""
+        self.turn += 1
+        t = self.turn
+        if self.text.index("end-1c") != "1.0":
+            self._insert("end-1c", "\n")
+        self._insert("end-1c", self.tr("chat.you") + "  ", "who")
+        self._insert("end-1c", question + "\n", "question")
+        self.sources[t], self.answers[t] = {}, ""
+        return t
+
+    def set_sources(self, t: int, sources) -> None:
+        self.sources[t] = {s.n: s for s in sources}
+
+    def add_reasoning(self, t: int, delta: str) -> None:
+        tag = f"think_{t}"
+        if not self.text.tag_ranges(tag):
+            at = self.text.index(f"ans_{t}.first") if self.text.tag_ranges(f"ans_{t}") else "end-1c"
+            self.text.tag_configure(tag, elide=True)
+            self._insert(at, f"{FOLDED} {self.tr('chat.reasoning')}\n", "thinkhdr", f"thinkhdr_{t}")
+            self._insert(f"thinkhdr_{t}.last", delta, "reasoning", tag)
+            return
+        self._insert(f"{tag}.last", delta, "reasoning", tag)
+
+    def add_answer(self, t: int, delta: str, style: str = "answer") -> None:
+        """Append answer text (``style``: answer | refusal | error); tag its citations."""
+        if not self.text.tag_ranges(f"ans_{t}") and self.text.tag_ranges(f"think_{t}"):
+            self._insert(f"think_{t}.last", "\n", "reasoning", f"think_{t}")
+        self._insert("end-1c", delta, style, f"ans_{t}")
+        self.answers[t] = self.answers.get(t, "") + delta
+        self._tag_citations(f"ans_{t}")
+
+    def _tag_citations(self, region: str) -> None:
+        ranges = self.text.tag_ranges(region)
+        if not ranges:
+            return
+        start, end = ranges[0], ranges[-1]
+        self.text.tag_remove("cite", start, end)
+        count = tk.IntVar()
+        idx = self.text.search(CITE_RE, start, end, regexp=True, count=count)
+        while idx:
+            stop = f"{idx}+{count.get()}c"
+            self.text.tag_add("cite", idx, stop)
+            idx = self.text.search(CITE_RE, stop, end, regexp=True, count=count)
+
+    def finish_turn(self, t: int, *, refused: bool = False, note: str = "") -> None:
+        """Close turn ``t``: newline, the sources list (unless refused), an optional note."""
+        self._insert("end-1c", "\n")
+        sources = self.sources.get(t) or {}
+        if sources and not refused:
+            self.show_sources(t, list(sources.values()), self.tr("chat.sources"))
+        if note:
+            self.note(note)
+
+    def show_sources(self, t: int, sources, header: str, *, snippets: bool = False) -> None:
+        """List sources as clickable ``[n] file · p. X`` lines (with text snippets if asked)."""
+        self.sources[t] = {s.n: s for s in sources}
+        self._insert("end-1c", header + "\n", "srchdr")
+        for s in sources:
+            line = f"[{s.n}] {Path(s.source).name}"
+            if s.page:
+                line += " · " + self.tr("chat.page", page=s.page)
+            self._insert("end-1c", line, "source", "cite", f"src_{t}")
+            if snippets:
+                snippet = re.sub(r"\s+", " ", s.text).strip()
+                self._insert("end-1c", "\n" + snippet[:220] + ("…" if len(snippet) > 220 else ""), "source")
+            self._insert("end-1c", "\n")
+
+    # -- clicks --------------------------------------------------------------------------
+    def cite_at(self, index: str) -> tuple[int, int] | None:
+        """The (turn, n) of the citation covering ``index``, or None."""
+        rng = self.text.tag_prevrange("cite", f"{index}+1c")
+        if not rng or self.text.compare(rng[1], "<=", index):
+            return None
+        m = re.match(r"\[(\d+)\]", self.text.get(*rng))
+        turn = next((int(n.split("_")[1]) for n in self.text.tag_names(index)
+                     if n.startswith(("ans_", "src_"))), None)
+        return (turn, int(m.group(1))) if m and turn is not None else None
+
+    def open_citation(self, t: int, n: int) -> bool:
+        """Open source ``n`` of turn ``t``; False when the answer cited a missing source."""
+        source = self.sources.get(t, {}).get(n)
+        if source is None:
+            return False
+        self.on_cite(source, n)
+        return True
+
+    def _cite_clicked(self, event) -> str:
+        hit = self.cite_at(self.text.index(f"@{event.x},{event.y}"))
+        if hit:
+            self.open_citation(*hit)
+        return "break"
+
+    def toggle_reasoning(self, t: int) -> bool:
+        """Fold/unfold the reasoning of turn ``t``; return True when now visible."""
+        tag = f"think_{t}"
+        show = bool(int(self.text.tag_cget(tag, "elide") or 0))
+        self.text.tag_configure(tag, elide=not show)
+        hdr = f"thinkhdr_{t}.first"
+        self.text.configure(state="normal")
+        self.text.delete(hdr)
+        self.text.insert(hdr, OPEN if show else FOLDED, ("thinkhdr", f"thinkhdr_{t}"))
+        self.text.configure(state="disabled")
+        return show
+
+    def _toggle_clicked(self, event) -> str:
+        index = self.text.index(f"@{event.x},{event.y}")
+        for name in self.text.tag_names(index):
+            if name.startswith("thinkhdr_"):
+                self.toggle_reasoning(int(name.split("_")[1]))
+        return "break"

@@ -1,0 +1,229 @@
+"""Fakes implementing the service contracts (kb.service, models.registry, models.answer) for
+the app's UI-logic tests. They behave like the real ones at the interface (threads, cancel,
+callbacks, event order) but keep everything in memory and generate scripted text.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kb.types import DocumentInfo, Hit, IngestResult, KBInfo
+
+
+@dataclass
+class Source:
+    n: int
+    source: str
+    page: int | None
+    text: str
+    score: float
+    section: str = ""
+
+
+@dataclass
+class AnswerEvent:
+    kind: str
+    text: str = ""
+    data: object = None
+
+
+@dataclass
+class AnswerResult:
+    question: str
+    answer: str
+    reasoning: str
+    sources: list
+    refused: bool
+    model: str
+    timings: dict = field(default_factory=dict)
+    cited: list = field(default_factory=list)
+
+
+class FakeKB:
+    """In-memory knowledge bases; PDFs are read with pymupdf (one chunk per page)."""
+
+    def __init__(self, settings, delay: float = 0.0):
+        self.settings, self.delay = settings, delay
+        self.kbs: dict[str, dict[str, tuple[DocumentInfo, list[str]]]] = {}
+        self.lock = threading.Lock()
+        self.embedder_name = "fake"
+
+    def _kb(self, kb):
+        return self.kbs.setdefault(kb or self.settings.default_kb, {})
+
+    def list_kbs(self):
+        self._kb(None)
+        return [KBInfo(n, n, len(d), sum(i.chunks for i, _ in d.values())) for n, d in self.kbs.items()]
+
+    def create_kb(self, name):
+        self._kb(name)
+        return KBInfo(name, name)
+
+    def rename_kb(self, old, new):
+        self.kbs[new] = self.kbs.pop(old)
+        return KBInfo(new, new)
+
+    def delete_kb(self, name):
+        self.kbs.pop(name, None)
+
+    def ingest(self, paths, kb=None, *, on_progress=None, on_result=None, cancel=None):
+        import pymupdf
+
+        files = [f for p in paths for f in (sorted(Path(p).rglob("*")) if Path(p).is_dir() else [Path(p)])
+                 if f.is_file()]
+        out = []
+        for i, f in enumerate(files):
+            if cancel is not None and cancel.is_set():
+                break
+            time.sleep(self.delay)
+            try:
+                with pymupdf.open(f) as doc:
+                    pages = [p.get_text() for p in doc]
+                info = DocumentInfo(str(f), "0" * 64, len(pages), len(pages), f.name)
+                with self.lock:
+                    self._kb(kb)[str(f)] = (info, pages)
+                r = IngestResult(str(f), "added", "", len(pages), len(pages))
+            except Exception as e:  # noqa: BLE001
+                r = IngestResult(str(f), "failed", f"cannot read {f.name}: {e}")
+            out.append(r)
+            if on_result:
+                on_result(r)
+            if on_progress:
+                on_progress(i + 1, len(files), f.name)
+        return out
+
+    def search(self, query, kb=None, k=None):
+        hits = []
+        for src, (_info, pages) in self._kb(kb).items():
+            for p, text in enumerate(pages, 1):
+                if any(w and w in text for w in query.split()):
+                    hits.append(Hit(len(hits) + 1, 1.0, src, p, text))
+        return hits[: k or 5]
+
+    def is_relevant(self, hits):
+        return bool(hits)
+
+    def documents(self, kb=None):
+        return [info for info, _ in self._kb(kb).values()]
+
+    def remove(self, doc, kb=None):
+        return self._kb(kb).pop(doc)[0]
+
+
+class FakeRegistry:
+    def __init__(self, available=True):
+        self._available = available
+
+    def available(self):
+        return self._available
+
+    def list(self):
+        return []
+
+    def import_path(self, path, name=None, on_progress=None):
+        if on_progress:
+            on_progress(1, 1, "done")
+        self._available = True
+        return type("E", (), {"name": name or Path(path).name})()
+
+    def use(self, name, adapter=None):
+        return name
+
+    def load_backend(self, name=None):
+        return type("B", (), {"device": "cpu", "name": "fake"})()
+
+
+class FakeAnswers:
+    """Streams a scripted <think> + answer with citation [1], one token per ``delay`` seconds."""
+
+    def __init__(self, kb, delay=0.01, answer="答案见第一条 [1]。The answer cites [1]."):
+        self.kb, self.delay, self.script = kb, delay, answer
+        self.rows: dict[str, list[dict]] = {}
+        self.backend_name = "fake"
+
+    def passages(self, question, kb=None):
+        return [Source(h.rank, h.source, h.page, h.text, h.score) for h in self.kb.search(question, kb)]
+
+    def backend(self):
+        return type("B", (), {"device": "cpu"})()
+
+    def set_backend(self, backend):
+        pass
+
+    def ask(self, question, kb=None, *, think=None, cancel=None, use_history=True):
+        sources = self.passages(question, kb)
+        if not sources:
+            yield AnswerEvent("sources", data=[])
+            yield AnswerEvent("refusal", text="没有找到 / nothing found")
+            yield AnswerEvent("done", data=AnswerResult(question, "", "", [], True, "fake"))
+            return
+        yield AnswerEvent("sources", data=sources)
+        for word in ["先", "想", "一", "想"]:
+            time.sleep(self.delay)
+            yield AnswerEvent("reasoning", text=word)
+        answer = ""
+        for ch in self.script:
+            if cancel is not None and cancel.is_set():
+                break
+            time.sleep(self.delay)
+            answer += ch
+            yield AnswerEvent("answer", text=ch)
+        result = AnswerResult(question, answer, "先想一想", sources, False, "fake", {"ttft_ms": 5, "tok_per_s": 50})
+        self.rows.setdefault(kb, []).append({"question": question, "answer": answer, "reasoning": "先想一想",
+                                            "sources": [s.__dict__ for s in sources], "refused": False})
+        yield AnswerEvent("done", data=result)
+
+    def history(self, kb=None):
+        return list(self.rows.get(kb, []))
+
+    def clear_history(self, kb=None):
+        self.rows.pop(kb, None)
+
+    def export_markdown(self, kb, path):
+        Path(path).write_text("\n".join(f"## {r['question']}\n\n{r['answer']}" for r in self.history(kb)),
+                              encoding="utf-8")
+        return Path(path)
+
+
+# -- GUI test helpers ----------------------------------------------------------------------
+def pump(root, until=lambda: False, timeout: float = 20.0, step: float = 0.005) -> bool:
+    """Run the Tk event loop (``root.update()``) until ``until()`` is true or ``timeout`` s pass."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        root.update()
+        if until():
+            return True
+        time.sleep(step)
+    root.update()
+    return bool(until())
+
+
+def simulate_drop(root, paths: list[str], target: str = ".") -> str:
+    """Drop ``paths`` on widget ``target`` through tkdnd's own generic Tcl handlers.
+
+    The same procs the X11 XDND code calls (tkdnd_generic.tcl): SetDroppedData, HandleEnter
+    (drop_target drag_source typelist codelist actionlist pressedkeys), HandlePosition
+    (drop_target drag_source pressedkeys rootX rootY), HandleDrop (... rootX rootY time).
+
+    Returns:
+        the action tkdnd returned from the drop ("copy" when accepted).
+    """
+    tk = root.tk
+    data = tk.call("list", *paths)
+    x, y = root.winfo_rootx() + 50, root.winfo_rooty() + 50
+    tk.call("tkdnd::generic::SetDroppedData", data)
+    tk.call("tkdnd::generic::HandleEnter", target, "0x1", ("text/uri-list",), ("0",), ("copy",), ())
+    tk.call("tkdnd::generic::HandlePosition", target, "0x1", (), x, y)
+    return str(tk.call("tkdnd::generic::HandleDrop", target, "0x1", (), x, y, 0))
+
+
+def click_text_index(text, index: str) -> None:
+    """Click a Text widget at ``index`` the way a user does: pointer motion, press, release
+    (Text tag bindings dispatch on the ``current`` mark, which motion events move)."""
+    text.see(index)
+    text.update()
+    x, y, _w, h = text.bbox(index)
+    for event in ("<Motion>", "<Button-1>", "<ButtonRelease-1>"):
+        text.event_generate(event, x=x + 2, y=y + h // 2)

@@ -1,0 +1,139 @@
+"""App UI logic on fakes of the services (real Tk under Xvfb): drop, ingest results,
+streaming with folded reasoning, citations, refusal, first run, history, close."""
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def make_app(display, settings):
+    from app.main import App
+    from app.services import Services
+    from tests.fakes import FakeAnswers, FakeKB, FakeRegistry
+
+    apps = []
+
+    def make(available=True, delay=0.005):
+        kb = FakeKB(settings)
+        services = Services(settings, kb, FakeAnswers(kb, delay=delay), FakeRegistry(available))
+        app = App(settings, services)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        try:
+            app.close(timeout=2)
+        except Exception:  # noqa: BLE001 - already closed by the test
+            pass
+
+
+def make_pdf(path, pages):
+    import pymupdf
+
+    doc = pymupdf.open()
+    for text in pages:
+        doc.new_page().insert_text((72, 72), text, fontname="china-s", fontsize=12)
+    doc.save(path)
+    return path
+
+
+def test_drop_ingest_answer_cite(make_app, tmp_path):
+    from tests.fakes import click_text_index, pump, simulate_drop
+
+    pdf = make_pdf(tmp_path / "我的 文件.pdf", ["第一页 苹果", "第二页 宪法 国家"])
+    bad = tmp_path / "broken file.pdf"
+    bad.write_bytes(b"not a pdf")
+    app = make_app()
+    assert pump(app.root, lambda: app.model_ok is not None and not app.dispatcher.jobs)
+    assert simulate_drop(app.root, [str(pdf), str(bad)]) == "copy"
+    tree = app.kb_panel.tree
+    assert pump(app.root, lambda: tree.exists(str(pdf)) and tree.exists(str(bad)))
+    assert tree.item(str(pdf))["values"][1] == 2
+    assert "fail" in tree.item(str(bad))["tags"]
+    results = app.kb_panel.results.get("1.0", "end")
+    assert "我的 文件.pdf" in results and "broken file.pdf" in results
+
+    t = app.chat.ask("宪法")
+    tx = app.chat.transcript
+    assert pump(app.root, lambda: not app.chat.busy)
+    assert tx.answers[t].startswith("答案见第一条 [1]")
+    assert tx.text.tag_cget(f"think_{t}", "elide") in (1, "1", True)
+    assert tx.toggle_reasoning(t) is True
+    cites = tx.text.tag_ranges("cite")
+    assert len(cites) >= 4  # two [1] in the answer + one source line
+    click_text_index(tx.text, str(cites[0]))  # the [1] inside the answer
+    assert pump(app.root, lambda: app.viewer is not None and app.viewer.page == 2)
+    assert app.viewer.source == str(pdf)
+    assert app.chat.last_answer.startswith("答案见第一条")
+
+
+def test_refusal_looks_different(make_app):
+    from tests.fakes import pump
+
+    app = make_app()
+    t = app.chat.ask("没有的内容")
+    assert pump(app.root, lambda: not app.chat.busy)
+    tx = app.chat.transcript
+    assert tx.text.tag_ranges("refusal") and not tx.text.tag_ranges("answer")
+    assert tx.text.get(f"ans_{t}.first", f"ans_{t}.last").startswith("ⓘ")
+
+
+def test_stop_cancels_generation(make_app, tmp_path):
+    from tests.fakes import pump
+
+    app = make_app(delay=0.05)
+    app.services.kb.ingest([str(make_pdf(tmp_path / "a.pdf", ["宪法"]))])
+    t = app.chat.ask("宪法")
+    assert pump(app.root, lambda: len(app.chat.transcript.answers.get(t, "")) >= 2)
+    app.chat.stop()
+    assert pump(app.root, lambda: not app.chat.busy, timeout=5)
+    assert len(app.chat.transcript.answers[t]) < len(app.services.answers.script)
+
+
+def test_first_run_shows_passages(make_app, tmp_path):
+    from tests.fakes import pump
+
+    app = make_app(available=False)
+    assert pump(app.root, lambda: app.first_run is not None)
+    assert app.first_run.winfo_ismapped()
+    app.services.kb.ingest([str(make_pdf(tmp_path / "b.pdf", ["苹果 香蕉"]))])
+    t = app.chat.ask("苹果")
+    assert pump(app.root, lambda: not app.chat.busy)
+    assert "b.pdf" in app.chat.transcript.text.get("1.0", "end")
+    assert app.chat.transcript.sources[t][1].page == 1
+    app.first_run.import_path(str(tmp_path))
+    assert pump(app.root, lambda: app.first_run is None and app.model_ok)
+
+
+def test_history_survives_restart_and_exports(make_app, tmp_path):
+    from app.main import App
+    from tests.fakes import pump
+
+    app = make_app()
+    app.services.kb.ingest([str(make_pdf(tmp_path / "c.pdf", ["宪法"]))])
+    app.chat.ask("宪法")
+    assert pump(app.root, lambda: not app.chat.busy)
+    services = app.services
+    app.close()
+    app2 = App(app.settings, services)
+    try:
+        assert pump(app2.root, lambda: "宪法" in app2.chat.transcript.text.get("1.0", "end"))
+        out = tmp_path / "对话.md"
+        app2.chat.export_to(str(out))
+        assert pump(app2.root, lambda: out.exists())
+        assert "## 宪法" in out.read_text(encoding="utf-8")
+    finally:
+        app2.close()
+
+
+def test_settings_parse_changes(settings):
+    from app.settings_dialog import parse_changes
+
+    changes, errors = parse_changes(settings, {"top_k": "8", "temperature": "abc", "ui_language": "en"})
+    assert changes == {"top_k": 8, "ui_language": "en"}
+    assert errors and errors[0].startswith("temperature")
+    _, errors = parse_changes(settings, {"chunk_size": "100", "chunk_overlap": "200"})
+    assert errors == ["chunk_overlap: must be smaller than chunk_size"]
