@@ -41,7 +41,7 @@ class ChatPanel(ttk.Frame):
         tr = self.tr
         self.input_row = row = ttk.Frame(self)
         row.pack(fill="x", pady=(6, 0))
-        self.input = tk.Text(row, height=3, wrap="word", font="TkTextFont", undo=True)
+        self.input = tk.Text(row, height=3, width=30, wrap="word", font="TkTextFont", undo=True)
         self.input.pack(side="left", fill="both", expand=True)
         self.input.bind("<Return>", self._on_return)
         self.input.bind("<KP_Enter>", self._on_return)
@@ -157,7 +157,10 @@ class ChatPanel(ttk.Frame):
             return
         self.last_answer = result.answer or self.transcript.answers.get(t, "")
         tm = getattr(result, "timings", {}) or {}
-        self.info.configure(text=self.tr("chat.timing", ttft=int(tm.get("ttft_ms", 0) or 0),
+        if refused or not tm.get("ttft_ms"):
+            self.info.configure(text="")
+        else:
+            self.info.configure(text=self.tr("chat.timing", ttft=int(tm.get("ttft_ms", 0) or 0),
                                          tps=float(tm.get("tok_per_s", 0) or 0)))
         self.app.on_answer(result)
 

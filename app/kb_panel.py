@@ -45,14 +45,14 @@ class KBPanel(ttk.Frame):
         self.kb_box.bind("<<ComboboxSelected>>", lambda e: self.select_kb(self.kb_var.get()))
         for key, cmd in (("kb.new", self.create_kb), ("kb.rename", self.rename_kb),
                          ("kb.delete", self.delete_kb)):
-            ttk.Button(row, text=tr(key), command=cmd, width=6).pack(side="left", padx=(4, 0))
+            ttk.Button(row, text=tr(key), command=cmd, width=-4).pack(side="left", padx=(4, 0))
 
     def _build_docs(self) -> None:
         tr = self.tr
         frame = ttk.Frame(self)
         frame.pack(fill="both", expand=True)
         cols = ("name", "pages", "chunks", "status")
-        self.tree = ttk.Treeview(frame, columns=cols, show="headings", height=12, selectmode="extended")
+        self.tree = ttk.Treeview(frame, columns=cols, show="headings", height=8, selectmode="extended")
         for col, width, anchor in (("name", 200, "w"), ("pages", 50, "e"), ("chunks", 55, "e"),
                                    ("status", 110, "w")):
             self.tree.heading(col, text=tr(f"kb.col.{col}"))
@@ -68,7 +68,7 @@ class KBPanel(ttk.Frame):
         for key, cmd in (("kb.add_files", self.add_files), ("kb.add_folder", self.add_folder),
                          ("kb.remove", self.remove_selected), ("kb.reingest", self.reingest_selected),
                          ("kb.open", self.open_selected)):
-            ttk.Button(row, text=tr(key), command=cmd).pack(side="left", padx=(0, 3))
+            ttk.Button(row, text=tr(key), command=cmd, width=-4).pack(side="left", padx=(0, 3))
 
     def _build_ingest(self) -> None:
         self.progress = ttk.Progressbar(self, mode="determinate", maximum=1.0)
@@ -80,7 +80,7 @@ class KBPanel(ttk.Frame):
         self.stop_button = ttk.Button(row, text=self.tr("kb.stop_ingest"), command=self.stop_ingest,
                                       state="disabled")
         self.stop_button.pack(side="right")
-        self.results = tk.Text(self, height=6, wrap="none", state="disabled", relief="flat",
+        self.results = tk.Text(self, height=6, width=30, wrap="none", state="disabled", relief="flat",
                                background="#f6f6f6", font="TkDefaultFont")
         self.results.tag_configure("ok", foreground="#1b5e20")
         self.results.tag_configure("skip", foreground="#555555")

@@ -82,8 +82,7 @@ class App:
         self._menu()
         bar = ttk.Frame(self.root, padding=(6, 4))
         bar.pack(fill="x")
-        ttk.Button(bar, text=tr("menu.add_files"), command=lambda: self.kb_panel.add_files()).pack(side="left")
-        ttk.Button(bar, text=tr("menu.settings"), command=self.open_settings).pack(side="left", padx=4)
+        ttk.Button(bar, text=tr("menu.settings"), command=self.open_settings).pack(side="left", padx=(0, 4))
         ttk.Button(bar, text=tr("menu.retrain"), command=self.open_retrain).pack(side="left")
         self.status_var = tk.StringVar(value="")
         self.status = ttk.Label(self.root, textvariable=self.status_var, style="Status.TLabel",
@@ -95,6 +94,7 @@ class App:
         self.right = ttk.Frame(panes)
         panes.add(self.kb_panel, weight=2)
         panes.add(self.right, weight=3)
+        self.root.after_idle(lambda: panes.sashpos(0, max(380, int(self.root.winfo_width() * 0.38))))
         self.chat = ChatPanel(self.right, self)
         self.chat.pack(fill="both", expand=True)
         self._mount_voice()

@@ -35,7 +35,7 @@ class Transcript(ttk.Frame):
         self.turn = 0
         self.sources: dict[int, dict[int, object]] = {}
         self.answers: dict[int, str] = {}
-        self.text = tk.Text(self, wrap="word", state="disabled", padx=10, pady=8, relief="flat",
+        self.text = tk.Text(self, wrap="word", state="disabled", padx=10, pady=8, relief="flat", width=40, height=10,
                             font="TkTextFont", cursor="arrow", spacing1=2, spacing3=2)
         sb = ttk.Scrollbar(self, orient="vertical", command=self.text.yview)
         self.text.configure(yscrollcommand=sb.set)
@@ -180,6 +180,8 @@ class Transcript(ttk.Frame):
     def toggle_reasoning(self, t: int) -> bool:
         """Fold/unfold the reasoning of turn ``t``; return True when now visible."""
         tag = f"think_{t}"
+        if not self.text.tag_ranges(tag):
+            return False
         show = bool(int(self.text.tag_cget(tag, "elide") or 0))
         self.text.tag_configure(tag, elide=not show)
         hdr = f"thinkhdr_{t}.first"

@@ -227,3 +227,16 @@ def click_text_index(text, index: str) -> None:
     x, y, _w, h = text.bbox(index)
     for event in ("<Motion>", "<Button-1>", "<ButtonRelease-1>"):
         text.event_generate(event, x=x + 2, y=y + h // 2)
+
+
+def screenshot(widget, path) -> str:
+    """Save a PNG of ``widget``'s window area from the X display (Pillow's xcb grabber)."""
+    import os
+
+    from PIL import ImageGrab
+
+    widget.update()
+    x, y = widget.winfo_rootx(), widget.winfo_rooty()
+    box = (x, y, x + widget.winfo_width(), y + widget.winfo_height())
+    ImageGrab.grab(bbox=box, xdisplay=os.environ.get("DISPLAY")).save(path)
+    return str(path)
