@@ -1,0 +1,118 @@
+"""CLI handlers for ``ingest``, ``search`` and ``kb list|docs|remove`` (wired in main.py).
+
+Each handler is ``cmd_<name>(args, settings) -> exit code``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+_MARK = {"added": "+", "updated": "~", "skipped": "=", "failed": "!"}
+
+
+def _service(settings):
+    from kb.service import KnowledgeBaseService
+
+    return KnowledgeBaseService(settings)
+
+
+def _err(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def cmd_ingest(args, settings) -> int:
+    """Ingest files/folders with a tqdm bar; one line per file, then a summary.
+
+    Returns:
+        0, or 1 when every file failed (2 for a usage error such as a model mismatch).
+    """
+    from tqdm import tqdm
+
+    svc = _service(settings)
+    bar = tqdm(total=1.0, unit="file", dynamic_ncols=True, file=sys.stderr,
+               bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} files [{elapsed}<{remaining}]")
+
+    def progress(done, total, message):
+        bar.total = max(total, 1)
+        bar.n = min(done, bar.total)
+        bar.set_description_str(message[:40], refresh=False)
+        bar.refresh()
+
+    def result(r):
+        line = f"{_MARK.get(r.status, '?')} {r.status:8s} {r.path}"
+        bar.write(line + (f": {r.message}" if r.message else ""))
+
+    try:
+        results = svc.ingest(args.paths, args.kb, on_progress=progress, on_result=result)
+    except (ValueError, KeyError) as e:
+        bar.close()
+        return _err(str(e).strip("'\""))
+    bar.close()
+    counts = {s: sum(r.status == s for r in results) for s in _MARK}
+    chunks = sum(r.chunks for r in results if r.status in ("added", "updated"))
+    print(f"{len(results)} file(s): {counts['added']} added, {counts['updated']} updated, "
+          f"{counts['skipped']} unchanged, {counts['failed']} failed; {chunks} chunks written "
+          f"to knowledge base {args.kb or settings.default_kb!r}")
+    return 1 if results and counts["failed"] == len(results) else 0
+
+
+def cmd_search(args, settings) -> int:
+    """Print the top-k hits (or a JSON list with --json)."""
+    svc = _service(settings)
+    query = " ".join(args.query)
+    try:
+        hits = svc.search(query, args.kb, args.k)
+    except (ValueError, KeyError) as e:
+        return _err(str(e).strip("'\""))
+    if args.json:
+        print(json.dumps([h.to_json() for h in hits], ensure_ascii=False, indent=1))
+        return 0
+    if not hits:
+        print("no hits (is the knowledge base empty? `python main.py kb list`)")
+        return 0
+    if not svc.is_relevant(hits):
+        print(f"(nothing passes the relevance floor {settings.relevance_floor}; weak hits follow)")
+    for h in hits:
+        where = f"p.{h.page}" if h.page else "-"
+        sim = f" sim={h.similarity:.2f}" if h.similarity is not None else ""
+        print(f"[{h.rank}] {h.score:.4f}{sim}  {h.source} {where}" + (f"  § {h.section}" if h.section else ""))
+        print("    " + " ".join(h.text.split())[:300])
+    return 0
+
+
+def cmd_kb_list(args, settings) -> int:
+    """Knowledge bases with document and chunk counts."""
+    kbs = _service(settings).list_kbs()
+    if not kbs:
+        print("no knowledge bases yet; add files with `python main.py ingest PATH`")
+    for k in kbs:
+        print(f"{k.name}\t{k.documents} documents\t{k.chunks} chunks\t({k.collection})")
+    return 0
+
+
+def cmd_kb_docs(args, settings) -> int:
+    """Documents of a knowledge base (name, pages, chunks, sha256 prefix, path)."""
+    try:
+        docs = _service(settings).documents(args.kb)
+    except KeyError as e:
+        return _err(str(e).strip("'\""))
+    if args.json:
+        print(json.dumps([d.to_json() for d in docs], ensure_ascii=False, indent=1))
+        return 0
+    for d in docs:
+        ocr = f", {d.ocr_pages} OCR" if d.ocr_pages else ""
+        print(f"{d.name}\t{d.pages} pages{ocr}\t{d.chunks} chunks\t{d.sha256[:10]}\t{d.source}")
+    if not docs:
+        print("no documents")
+    return 0
+
+
+def cmd_kb_remove(args, settings) -> int:
+    """Remove one document (path, file name or sha256 prefix)."""
+    try:
+        d = _service(settings).remove(args.doc, args.kb)
+    except KeyError as e:
+        return _err(str(e).strip("'\""))
+    print(f"removed {d.source} ({d.chunks} chunks)")
+    return 0

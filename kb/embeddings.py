@@ -1,0 +1,151 @@
+"""Sentence embeddings (sentence-transformers) and the chromadb embedding-function wrapper.
+
+The model is a hub id or a local sentence-transformers folder (settings ``embedding_model``);
+vectors are L2-normalised so cosine similarity = dot product. Queries get the model's
+instruction prefix when it needs one (settings ``query_instruction``: "auto" looks it up in
+:data:`QUERY_INSTRUCTIONS`, "" means none, any other string is used as is).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from chromadb.utils.embedding_functions import register_embedding_function
+
+#: name fragment -> query instruction (from each model card: BAAI/bge-*-v1.5, intfloat/e5).
+QUERY_INSTRUCTIONS = {
+    "bge-": {"zh": "为这个句子生成表示以用于检索相关文章：",
+             "en": "Represent this sentence for searching relevant passages: "},
+}
+
+
+class EmbedderError(RuntimeError):
+    """The embedding model cannot be loaded; the message says what to set or fetch."""
+
+
+def query_instruction_for(model: str, setting: str = "auto") -> str:
+    """Return the query prefix for ``model`` (see module docstring).
+
+    >>> query_instruction_for("BAAI/bge-small-zh-v1.5")
+    '为这个句子生成表示以用于检索相关文章：'
+    >>> query_instruction_for("/models/all-MiniLM-L6-v2")
+    ''
+    """
+    if setting != "auto":
+        return setting or ""
+    name = model.replace("\\", "/").rstrip("/").split("/")[-1].lower()
+    if name.startswith("bge-") and "m3" not in name and "v1.5" in name:
+        return QUERY_INSTRUCTIONS["bge-"]["zh" if "-zh" in name else "en"]
+    return ""
+
+
+def pick_device(setting: str = "auto") -> str:
+    """``auto`` -> "cuda" when torch sees a GPU, else "cpu"; other values are returned as is."""
+    if setting != "auto":
+        return setting
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover
+        return "cpu"
+
+
+class Embedder:
+    """A sentence-transformers model, loaded on first use (thread-safe).
+
+    Args:
+        model: hub id or local folder.
+        batch_size: texts per ``encode`` call (settings ``embedding_batch_size``).
+        query_instruction: settings ``query_instruction``.
+        device: "auto" | "cpu" | "cuda" | "mps".
+    """
+
+    def __init__(self, model: str, batch_size: int = 32, query_instruction: str = "auto",
+                 device: str = "auto"):
+        self.model_name = str(model)
+        self.batch_size = int(batch_size)
+        self.instruction = query_instruction_for(self.model_name, query_instruction)
+        self.device = device
+        self._model = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings) -> Embedder:
+        """Build from settings (embedding_model, embedding_batch_size, query_instruction, device)."""
+        return cls(settings.embedding_model, settings.embedding_batch_size,
+                   settings.query_instruction, settings.device)
+
+    @property
+    def model(self):
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+
+                try:
+                    self._model = SentenceTransformer(self.model_name, device=pick_device(self.device),
+                                                      trust_remote_code=False)
+                except Exception as e:
+                    raise EmbedderError(
+                        f"cannot load the embedding model {self.model_name!r} ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}); set embedding_model "
+                        "(TQTS_EMBEDDING_MODEL) to a local sentence-transformers folder, or connect "
+                        "once so the hub id can download") from None
+            return self._model
+
+    @property
+    def dimension(self) -> int:
+        """Length of one embedding vector."""
+        return int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension")
+                   else self.model.get_sentence_embedding_dimension())
+
+    def encode_documents(self, texts: list[str]) -> np.ndarray:
+        """Embed passages. Returns float32 array (len(texts), dimension), rows L2-normalised."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vecs = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vecs, dtype=np.float32)
+
+    def encode_query(self, query: str) -> np.ndarray:
+        """Embed one query (instruction prefixed when the model needs one). Returns (dimension,)."""
+        return self.encode_documents([self.instruction + query])[0]
+
+
+@register_embedding_function
+class TqtsEmbeddingFunction(EmbeddingFunction[Documents]):
+    """chromadb wrapper around :class:`Embedder`; registered so a reopened store rebuilds it
+    from the collection's stored config (model name, instruction) without loading chromadb's
+    default (downloading) embedding function. The model loads only when first called."""
+
+    def __init__(self, model: str = "", query_instruction: str = "auto", embedder: Embedder | None = None):
+        self.embedder = embedder or Embedder(model, query_instruction=query_instruction)
+        self._instruction_setting = query_instruction
+
+    def __call__(self, input: Documents) -> Embeddings:
+        return list(self.embedder.encode_documents(list(input)))
+
+    def embed_query(self, input: Documents) -> Embeddings:
+        return [self.embedder.encode_query(q) for q in input]
+
+    @staticmethod
+    def name() -> str:
+        return "tqts_sentence_transformers"
+
+    def default_space(self):
+        return "cosine"
+
+    def supported_spaces(self):
+        return ["cosine"]
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> TqtsEmbeddingFunction:
+        return TqtsEmbeddingFunction(config.get("model", ""), config.get("query_instruction", "auto"))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"model": self.embedder.model_name, "query_instruction": self._instruction_setting}
+
+    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
+        return

@@ -1,0 +1,355 @@
+"""Document loaders: file extension -> loader -> :class:`LoadedDocument` (blocks of text/tables).
+
+- PDF (PyMuPDF): text per page (1-based page numbers), ruled tables via ``page.find_tables()``
+  as Markdown rows (their text removed from the page text), bookmarks as section path, pages
+  without a text layer through OCR (:mod:`kb.ocr`).
+- DOCX (python-docx): paragraphs and tables in document order, merged cells once, heading path
+  from Heading styles; docx has no pages (page=None). A docx with no text has its images OCR'd.
+- TXT / MD: utf-8 (with or without BOM), else detected by charset-normalizer (gb18030, big5...).
+
+Every problem a user can fix raises :class:`LoaderError` with one line: what is wrong, what to do.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kb import ocr as ocr_mod
+
+#: Pages with fewer characters than this (and an image) are sent to OCR.
+OCR_MIN_CHARS = 50
+_CJK = r"\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef"
+_CJK_BREAK = re.compile(rf"(?<=[{_CJK}])\s*\n\s*(?=[{_CJK}])")
+
+
+class LoaderError(ValueError):
+    """A file that cannot be read; ``str(e)`` is one line saying what is wrong and what to do."""
+
+
+@dataclass
+class Block:
+    """A paragraph-like run of text, or one table (``kind="table"``, Markdown rows)."""
+
+    text: str
+    page: int | None = None
+    section: str = ""
+    kind: str = "text"
+
+
+@dataclass
+class LoadedDocument:
+    """A loaded file: its blocks in reading order plus counts for the ingest report."""
+
+    path: Path
+    blocks: list[Block]
+    pages: int = 1
+    ocr_pages: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def clean_text(text: str) -> str:
+    """Join hard line breaks: none between two CJK characters, a space elsewhere.
+
+    >>> clean_text("中华人民\\n共和国 is\\na country")
+    '中华人民共和国 is a country'
+    """
+    text = _CJK_BREAK.sub("", text.replace("\r\n", "\n").replace("\x00", ""))
+    return re.sub(r"[ \t]*\n[ \t]*", " ", text).strip()
+
+
+def table_markdown(rows: list[list[str]]) -> str:
+    """Markdown table from rows of cell strings (first row is the header); '|' escaped."""
+    rows = [[(c or "").replace("\n", " ").replace("|", "/").strip() for c in r] for r in rows if any(r)]
+    if not rows:
+        return ""
+    width = max(len(r) for r in rows)
+    rows = [r + [""] * (width - len(r)) for r in rows]
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * width]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines)
+
+
+# -- PDF ------------------------------------------------------------------------------------
+def _toc_sections(doc) -> dict[int, str]:
+    """Map 1-based page -> bookmark path ("A > B") of the last bookmark at or before it."""
+    toc = doc.get_toc(simple=True)
+    if not toc:
+        return {}
+    stack: list[str] = []
+    starts: list[tuple[int, str]] = []
+    for level, title, page in toc:
+        stack = stack[: max(level - 1, 0)] + [" ".join(str(title).split())]
+        if page >= 1:
+            starts.append((page, " > ".join(stack)))
+    out, j, current = {}, 0, ""
+    starts.sort(key=lambda s: s[0])
+    for p in range(1, doc.page_count + 1):
+        while j < len(starts) and starts[j][0] <= p:
+            current = starts[j][1]
+            j += 1
+        out[p] = current
+    return out
+
+
+def _has_rules(page) -> bool:
+    """Cheap gate for the line-based table finder: at least 2 horizontal and 2 vertical rules."""
+    h = v = 0
+    for path in page.get_cdrawings():
+        for it in path.get("items", ()):
+            if it[0] in ("re", "qu"):
+                h, v = h + 2, v + 2
+            elif it[0] == "l":
+                (x1, y1), (x2, y2) = it[1], it[2]
+                h += abs(y1 - y2) < 1
+                v += abs(x1 - x2) < 1
+    return h >= 2 and v >= 2
+
+
+def _pdf_page_blocks(page, number: int, section: str) -> list[Block]:
+    """Text blocks in content order with each ruled table (Markdown) in place of its text."""
+    tables = []
+    if _has_rules(page):
+        try:  # use_layout=False: the ONNX layout model costs ~1 s/page (README kb)
+            tables = [t for t in page.find_tables(use_layout=False).tables if t.row_count > 1]
+        except Exception:  # a table finder failure must not lose the page text
+            tables = []
+    rects = [page.rect.__class__(t.bbox) for t in tables]
+    placed: set[int] = set()
+    blocks: list[Block] = []
+    for x0, y0, x1, y1, text, _no, btype in page.get_text("blocks"):
+        if btype != 0:
+            continue
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        inside = [i for i, r in enumerate(rects) if r.x0 <= cx <= r.x1 and r.y0 <= cy <= r.y1]
+        if inside:
+            for i in inside:
+                if i not in placed:
+                    placed.add(i)
+                    blocks.append(Block(table_markdown(tables[i].extract()), number, section, "table"))
+            continue
+        text = clean_text(text)
+        if text:
+            blocks.append(Block(text, number, section))
+    for i, t in enumerate(tables):
+        if i not in placed:
+            blocks.append(Block(table_markdown(t.extract()), number, section, "table"))
+    return [b for b in blocks if b.text]
+
+
+def load_pdf(path: Path, *, ocr_engine: str = "auto", ocr_languages: str = "chi_sim+eng",
+             on_page: Callable[[int, int], None] | None = None) -> LoadedDocument:
+    """Load a PDF page by page (see module docstring).
+
+    Args:
+        path: the PDF.
+        ocr_engine / ocr_languages: as in settings (``ocr_engine``, ``ocr_languages``).
+        on_page: called with (pages done, pages total) after each page.
+
+    Raises:
+        LoaderError: corrupt/truncated or password-protected PDF, or no text and no OCR.
+    """
+    import pymupdf
+
+    try:
+        doc = pymupdf.open(path, filetype="pdf")
+    except Exception as e:
+        raise LoaderError(f"cannot open as PDF ({e}); the file is corrupt or truncated: "
+                          "re-download it or re-save it from a PDF viewer") from None
+    with doc:
+        if doc.needs_pass and not doc.authenticate(""):
+            raise LoaderError("the PDF is password-protected; remove the password (e.g. print it "
+                              "to a new PDF) and ingest again")
+        sections = _toc_sections(doc)
+        out = LoadedDocument(Path(path), [], pages=doc.page_count)
+        need_ocr: list[int] = []
+        try:
+            for i, page in enumerate(doc):
+                blocks = _pdf_page_blocks(page, i + 1, sections.get(i + 1, ""))
+                if sum(len(b.text) for b in blocks) < OCR_MIN_CHARS and page.get_images():
+                    need_ocr.append(i)
+                out.blocks.extend(blocks)
+                if on_page:
+                    on_page(i + 1, doc.page_count)
+        except RuntimeError as e:  # MuPDF errors on damaged page streams
+            raise LoaderError(f"the PDF is damaged at page {i + 1} ({e}); re-download or "
+                              "re-save it from a PDF viewer") from None
+        if need_ocr:
+            _ocr_pdf_pages(doc, need_ocr, sections, out, ocr_engine, ocr_languages)
+    if not any(b.text.strip() for b in out.blocks):
+        raise LoaderError("no text found in the PDF" + (f" ({out.warnings[0]})" if out.warnings else ""))
+    return out
+
+
+def _ocr_pdf_pages(doc, numbers: list[int], sections: dict, out: LoadedDocument,
+                   engine_name: str, languages: str) -> None:
+    """OCR the 0-based pages ``numbers``; a page's OCR text replaces its scant text layer."""
+    try:
+        engine = ocr_mod.get_engine(engine_name, languages)
+    except ocr_mod.OCRUnavailable as e:
+        out.warnings.append(f"{len(numbers)} page(s) are scanned images: {e}")
+        return
+    for i in numbers:
+        text = clean_text(engine.image_to_text(ocr_mod.render_page_png(doc[i])).replace("\n", "\n\n"))
+        old = [b for b in out.blocks if b.page == i + 1]
+        if len(text) > sum(len(b.text) for b in old):
+            at = out.blocks.index(old[0]) if old else len(out.blocks)
+            out.blocks = [b for b in out.blocks if b.page != i + 1]
+            out.blocks[at:at] = [Block(text, i + 1, sections.get(i + 1, ""))]
+            out.ocr_pages += 1
+
+
+# -- DOCX -----------------------------------------------------------------------------------
+def _docx_table_rows(table) -> list[list[str]]:
+    """Rows of cell text. A horizontally merged cell is written once per row; a vertically
+    merged one is repeated in every row it spans, so each Markdown row stands on its own."""
+    rows = []
+    for row in table.rows:
+        cells, seen = [], set()
+        for cell in row.cells:
+            if id(cell._tc) in seen:
+                continue  # horizontal merge: python-docx repeats the same cell across the row
+            seen.add(id(cell._tc))
+            cells.append(cell.text.strip())
+        rows.append(cells)
+    return rows
+
+
+def _heading_level(paragraph) -> int | None:
+    name = (paragraph.style.name if paragraph.style is not None else "") or ""
+    m = re.match(r"(?:Heading|标题)\s*(\d)", name)
+    if m:
+        return int(m.group(1))
+    return 0 if name == "Title" else None
+
+
+def load_docx(path: Path, *, ocr_engine: str = "auto", ocr_languages: str = "chi_sim+eng",
+              on_page: Callable[[int, int], None] | None = None) -> LoadedDocument:
+    """Load a .docx: paragraphs and tables in order, headings as section path (page=None).
+
+    Raises:
+        LoaderError: not a valid .docx (zip/XML broken), or no text anywhere.
+    """
+    import docx
+    from docx.table import Table
+
+    try:
+        document = docx.Document(str(path))
+    except Exception as e:
+        raise LoaderError(f"cannot open as .docx ({type(e).__name__}: {e}); re-save it from Word "
+                          "or LibreOffice as .docx") from None
+    out = LoadedDocument(Path(path), [], pages=1)
+    heads: list[str] = []
+    for item in document.iter_inner_content():
+        if isinstance(item, Table):
+            md = table_markdown(_docx_table_rows(item))
+            if md:
+                out.blocks.append(Block(md, None, " > ".join(heads), "table"))
+            continue
+        text = " ".join(item.text.split())
+        level = _heading_level(item) if text else None
+        if level is not None:
+            heads = heads[: max(level - 1, 0)] + [text]
+        if text:
+            out.blocks.append(Block(text, None, " > ".join(heads)))
+    _docx_textboxes_and_images(document, out, ocr_engine, ocr_languages)
+    if on_page:
+        on_page(1, 1)
+    if not out.blocks:
+        raise LoaderError("no text found in the .docx" + (f" ({out.warnings[0]})" if out.warnings else ""))
+    return out
+
+
+def _docx_textboxes_and_images(document, out: LoadedDocument, engine_name: str, languages: str) -> None:
+    """Add text-box text; when the document has almost no text, OCR its embedded images."""
+    ns = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+    for box in document.element.body.iter(f"{ns}txbxContent"):
+        text = " ".join("".join(t.text or "" for t in p.iter(f"{ns}t")) for p in box.iter(f"{ns}p")).strip()
+        if text and not any(text == b.text for b in out.blocks):
+            out.blocks.append(Block(text, None, ""))
+    images = [r.target_part.blob for r in document.part.rels.values() if "image" in r.reltype]
+    if not images or sum(len(b.text) for b in out.blocks) >= OCR_MIN_CHARS:
+        return
+    try:
+        engine = ocr_mod.get_engine(engine_name, languages)
+    except ocr_mod.OCRUnavailable as e:
+        out.warnings.append(f"text is in images: {e}")
+        return
+    for blob in images:
+        text = clean_text(engine.image_to_text(blob).replace("\n", "\n\n"))
+        if text:
+            out.blocks.append(Block(text, None, "[OCR]"))
+            out.ocr_pages += 1
+
+
+# -- text -----------------------------------------------------------------------------------
+def decode_text(data: bytes) -> str:
+    """Decode bytes: utf-8 / utf-8-sig, else the encoding charset-normalizer finds (gb18030, big5...).
+
+    Raises:
+        LoaderError: binary or undecodable content.
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise LoaderError("the text encoding could not be detected (binary file?); save it as UTF-8")
+    return str(best)
+
+
+def load_text(path: Path, **_: object) -> LoadedDocument:
+    """Load .txt/.md: paragraphs split at blank lines; Markdown '#' headings set the section."""
+    text = decode_text(Path(path).read_bytes())
+    out = LoadedDocument(Path(path), [], pages=1)
+    heads: list[str] = []
+    for para in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
+        m = re.match(r"(#{1,6})\s+(.*)", para.strip())
+        if m and "\n" not in para.strip():
+            heads = heads[: len(m.group(1)) - 1] + [m.group(2).strip()]
+        para = para.strip() if para.lstrip().startswith("|") else clean_text(para)
+        if para:
+            out.blocks.append(Block(para, None, " > ".join(heads), "table" if para.startswith("|") else "text"))
+    if not out.blocks:
+        raise LoaderError("the file has no text (only whitespace)")
+    return out
+
+
+LOADERS: dict[str, Callable[..., LoadedDocument]] = {
+    ".pdf": load_pdf, ".docx": load_docx, ".txt": load_text, ".md": load_text, ".markdown": load_text,
+}
+_HINTS = {
+    ".doc": "legacy Word .doc is not supported; save it as .docx (Word/LibreOffice, or "
+            "`soffice --headless --convert-to docx FILE`) and ingest the .docx",
+}
+
+
+def is_supported(path: Path) -> bool:
+    """True when the extension has a loader."""
+    return Path(path).suffix.lower() in LOADERS
+
+
+def load(path: str | Path, **kw) -> LoadedDocument:
+    """Load any supported file (extension decides the loader).
+
+    Args:
+        path: the file; ``kw`` go to the loader (ocr_engine, ocr_languages, on_page).
+
+    Raises:
+        LoaderError: unsupported type, empty/unreadable file, or the loader's own errors.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in LOADERS:
+        raise LoaderError(_HINTS.get(ext, f"unsupported file type {ext or '(none)'}; supported: "
+                                         + ", ".join(sorted(LOADERS))))
+    try:
+        if path.stat().st_size == 0:
+            raise LoaderError("the file is empty (0 bytes); nothing to add")
+    except OSError as e:
+        raise LoaderError(f"cannot read the file ({e.strerror}); check the path and permissions") from None
+    return LOADERS[ext](path, **kw)

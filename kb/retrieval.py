@@ -1,0 +1,182 @@
+"""Hybrid retrieval: BM25 (bm25s; jieba words for Chinese, lowercase words for English) plus
+vector search (chromadb, cosine), fused by reciprocal rank fusion.
+
+RRF (Cormack, Clarke & Buettcher, "Reciprocal Rank Fusion outperforms Condorcet and individual
+Rank Learning Methods", SIGIR 2009): ``score(d) = sum_i w_i / (k + rank_i(d))`` with k = 60 and
+1-based ranks; we add per-retriever weights ``w_i`` (:data:`WEIGHTS`).
+
+The BM25 index of each knowledge base is persisted in ``<kb dir>/bm25`` and stamped with the
+manifest generation; it is rebuilt from the stored per-chunk tokens (no re-tokenizing) when the
+stamp is stale, and cached in memory between searches.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from kb.types import Hit
+
+RRF_K = 60
+#: RRF weight per retriever (tuned on cmrc2018_trial, README section kb).
+WEIGHTS = {"bm25": 1.0, "vector": 1.0}
+#: candidates taken from each retriever before fusion, as a multiple of top-k (at least 50).
+CANDIDATES = 4
+MODES = ("hybrid", "bm25", "vector")
+
+_WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+|[a-z0-9]+(?:[._'-][a-z0-9]+)*")
+_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+STOPWORDS = frozenset(
+    "的 了 是 在 和 与 及 或 也 就 都 而 之 其 这 那 有 为 以 于 上 中 对 把 被 从 到 个 什么 哪 哪些 "
+    "吗 呢 吧 啊 如何 怎么 怎样 多少 谁 何 "
+    "a an the of to in on at for by and or is are was were be been it its this that with as from "
+    "what which who how when where why do does did".split())
+_jieba_lock = threading.Lock()
+
+
+def tokenize(text: str) -> list[str]:
+    """BM25 tokens: jieba search-mode words for Han runs, lowercase ASCII words; stopwords dropped.
+
+    >>> tokenize("社会主义制度是根本制度 Retrieval-Augmented")
+    ['社会', '主义', '社会主义', '制度', '根本', '制度', 'retrieval-augmented']
+    """
+    import jieba
+
+    if not getattr(jieba, "_tqts_quiet", False):
+        jieba.setLogLevel(logging.WARNING)
+        jieba._tqts_quiet = True
+    out: list[str] = []
+    for m in _WORD.finditer(text.lower()):
+        w = m.group(0)
+        if _HAN.match(w):
+            with _jieba_lock:  # jieba's lazy dictionary load is not thread-safe
+                words = jieba.lcut_for_search(w)
+            out.extend(x for x in words if x not in STOPWORDS)
+        elif w not in STOPWORDS:
+            out.append(w)
+    return out
+
+
+class BM25Index:
+    """A bm25s index over a knowledge base's current chunks (see module docstring)."""
+
+    _cache: dict[str, tuple[int, object]] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, kb):
+        self.kb = kb
+        self.dir = Path(kb.dir) / "bm25"
+
+    def _stamp(self) -> int | None:
+        try:
+            return json.loads((self.dir / "stamp.json").read_text())["generation"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def build(self) -> tuple[object, list[str]]:
+        """Rebuild from stored tokens, save, and return (bm25s.BM25 | None, chunk ids)."""
+        import bm25s
+
+        manifest = self.kb.manifest()
+        ids, corpus = [], []
+        for entry in manifest["docs"].values():
+            t = self.kb.tokens_of(entry["version"])
+            ids.extend(t["ids"])
+            corpus.extend(tok or [""] for tok in t["tokens"])
+        model = None
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if ids:
+            model = bm25s.BM25()
+            model.index(corpus, show_progress=False)
+            model.save(str(self.dir), show_progress=False)
+        from kb.store import write_json_atomic
+
+        write_json_atomic(self.dir / "ids.json", ids)
+        write_json_atomic(self.dir / "stamp.json", {"generation": manifest.get("generation", 0)})
+        return model, ids
+
+    def load(self) -> tuple[object, list[str]]:
+        """The current index (memory cache, else disk, else rebuilt when stale)."""
+        gen = self.kb.manifest().get("generation", 0)
+        key = str(self.dir)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached and cached[0] == gen:
+                return cached[1]
+            if self._stamp() == gen and (self.dir / "ids.json").exists():
+                import bm25s
+
+                ids = json.loads((self.dir / "ids.json").read_text(encoding="utf-8"))
+                model = bm25s.BM25.load(str(self.dir), show_progress=False) if ids else None
+            else:
+                model, ids = self.build()
+            self._cache[key] = (gen, (model, ids))
+            return model, ids
+
+    def search(self, query: str, n: int) -> list[tuple[str, float]]:
+        """Top ``n`` (chunk id, BM25 score > 0), best first."""
+        model, ids = self.load()
+        tokens = tokenize(query)
+        if model is None or not tokens:
+            return []
+        docs, scores = model.retrieve([tokens], k=min(n, len(ids)), show_progress=False, n_threads=1)
+        return [(ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
+
+
+def rrf(rankings: dict[str, list[str]], weights: dict[str, float] | None = None, k: int = RRF_K) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion (Cormack et al. 2009): ``sum_i w_i / (k + rank_i)``, rank 1-based.
+
+    >>> rrf({"a": ["x", "y"], "b": ["y"]})[0][0]
+    'y'
+    """
+    weights = weights or {}
+    scores: dict[str, float] = {}
+    for name, ids in rankings.items():
+        w = weights.get(name, 1.0)
+        for rank, cid in enumerate(ids, 1):
+            scores[cid] = scores.get(cid, 0.0) + w / (k + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+def search(kb, embedder, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
+    """Search one knowledge base.
+
+    Args:
+        kb: :class:`kb.store.KnowledgeBase`; embedder: :class:`kb.embeddings.Embedder`
+            (unused for mode "bm25").
+        query: the question; k: hits to return; mode: "hybrid" | "bm25" | "vector".
+
+    Returns:
+        Up to ``k`` hits, best first; ``score`` is the RRF score, ``similarity`` the cosine
+        similarity of query and chunk embeddings (None in mode "bm25").
+
+    Raises:
+        ValueError: unknown mode.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+    n = max(50, CANDIDATES * k)
+    rankings: dict[str, list[str]] = {}
+    qvec = None
+    if mode in ("hybrid", "bm25"):
+        rankings["bm25"] = [cid for cid, _ in BM25Index(kb).search(query, n)]
+    if mode in ("hybrid", "vector"):
+        qvec = embedder.encode_query(query)
+        rankings["vector"] = [cid for cid, _ in kb.query(qvec, n)]
+    fused = rrf(rankings, WEIGHTS)[:k]
+    rows = kb.get([cid for cid, _ in fused], embeddings=qvec is not None)
+    hits = []
+    for cid, score in fused:
+        row = rows.get(cid)
+        if row is None:
+            continue
+        m = row["meta"]
+        sim = float(np.dot(row["embedding"], qvec)) if qvec is not None else None
+        hits.append(Hit(rank=len(hits) + 1, score=score, source=m.get("source", ""), page=m.get("page") or None,
+                        text=row["text"], chunk_id=cid, section=m.get("section", ""),
+                        page_end=m.get("page_end") or None, similarity=sim))
+    return hits

@@ -1,0 +1,251 @@
+"""KnowledgeBaseService: the one object the app, the CLI and the answering service use.
+
+All public methods take an internal lock (thread-safe); the app calls them from worker threads.
+``kb`` arguments are display names (any Unicode); None means ``settings.default_kb``, created on
+demand.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kb import chunking, loaders, retrieval
+from kb.embeddings import Embedder
+from kb.store import KnowledgeBase, Store
+from kb.types import DocumentInfo, Hit, IngestResult, KBInfo
+
+#: chunks embedded per progress step (sentence-transformers batches inside each step).
+EMBED_GROUP = 256
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files and folders -> files: folders recursively (supported types and .doc, hidden
+    entries skipped, sorted); named files kept as given, even unsupported ones (reported later)."""
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p).expanduser()
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file()
+                              and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                              and (loaders.is_supported(f) or f.suffix.lower() == ".doc")))
+        else:
+            out.append(p)
+    return out
+
+
+class KnowledgeBaseService:
+    """Knowledge bases on disk: ingest, search, list, remove (contract in helpers' brief).
+
+    Args:
+        settings: :class:`settings.Settings`.
+        embedder: an :class:`kb.embeddings.Embedder` (or anything with ``model_name``,
+            ``encode_documents``, ``encode_query``); default: built from settings, loaded lazily.
+    """
+
+    def __init__(self, settings, embedder=None):
+        self.settings = settings
+        self._embedder = embedder
+        self._store: Store | None = None
+        self._lock = threading.RLock()
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            self._embedder = Embedder.from_settings(self.settings)
+        return self._embedder
+
+    @property
+    def embedder_name(self) -> str:
+        return self.embedder.model_name
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings.store_dir, self.embedder)
+        return self._store
+
+    def _kb(self, name: str | None, create: bool = True) -> KnowledgeBase:
+        name = name or self.settings.default_kb
+        return self.store.open(name, create=create or name == self.settings.default_kb)
+
+    def _check_model(self, kb: KnowledgeBase) -> None:
+        """Raise ValueError when the KB was built with another embedding model."""
+        built = (kb.collection.metadata or {}).get("embedding_model", "")
+        base = lambda s: s.replace("\\", "/").rstrip("/").split("/")[-1]  # noqa: E731
+        if built and kb.chunk_count() and base(built) != base(self.embedder_name):
+            raise ValueError(f"knowledge base {kb.name!r} was built with embedding model {built!r} but "
+                             f"embedding_model is {self.embedder_name!r}; set it back "
+                             f"(TQTS_EMBEDDING_MODEL={built}) or use a new knowledge base")
+
+    # -- knowledge bases --------------------------------------------------------------------
+    def list_kbs(self) -> list[KBInfo]:
+        """All knowledge bases with document and chunk counts, by name."""
+        with self._lock:
+            out = []
+            for name, col in sorted(self.store.collections().items()):
+                kb = KnowledgeBase(self.store.dir, col)
+                docs = kb.manifest()["docs"]
+                out.append(KBInfo(name, col.name, len(docs), sum(d.get("chunks", 0) for d in docs.values()),
+                                  {"embedding_model": (col.metadata or {}).get("embedding_model", "")}))
+            return out
+
+    def _info(self, kb: KnowledgeBase) -> KBInfo:
+        docs = kb.manifest()["docs"]
+        return KBInfo(kb.name, kb.collection.name, len(docs), sum(d.get("chunks", 0) for d in docs.values()))
+
+    def create_kb(self, name: str) -> KBInfo:
+        """Create an empty knowledge base. Raises ValueError when the name is empty or taken."""
+        with self._lock:
+            return self._info(self.store.create(name))
+
+    def rename_kb(self, old: str, new: str) -> KBInfo:
+        """Rename (display name only). Raises KeyError (no such KB) / ValueError (bad new name)."""
+        with self._lock:
+            return self._info(self.store.rename(old, new))
+
+    def delete_kb(self, name: str) -> None:
+        """Delete a knowledge base and everything in it. Raises KeyError when absent."""
+        with self._lock:
+            self.store.delete(name)
+
+    # -- documents --------------------------------------------------------------------------
+    def documents(self, kb: str | None = None) -> list[DocumentInfo]:
+        """Documents of a knowledge base, by file name."""
+        with self._lock:
+            docs = self._kb(kb, create=False).manifest()["docs"]
+            return sorted((DocumentInfo(source=s, sha256=d["sha256"], pages=d.get("pages", 0), chunks=d.get("chunks", 0),
+                                        name=d.get("name", Path(s).name), added_at=d.get("added_at", ""),
+                                        ocr_pages=d.get("ocr_pages", 0)) for s, d in docs.items()),
+                          key=lambda d: (d.name, d.source))
+
+    def remove(self, doc: str, kb: str | None = None) -> DocumentInfo:
+        """Remove a document by absolute path, file name or sha256 prefix (>= 6 hex chars).
+
+        Raises:
+            KeyError: nothing matches, or several documents match (the message lists them).
+        """
+        with self._lock:
+            base = self._kb(kb, create=False)
+            infos = [d for d in self.documents(kb) if doc in (d.source, d.name, str(Path(doc).expanduser().resolve()))
+                     or (len(doc) >= 6 and d.sha256.startswith(doc.lower()))]
+            if len(infos) != 1:
+                names = ", ".join(d.source for d in infos)
+                raise KeyError(f"{'several documents match' if infos else 'no document matches'} {doc!r}"
+                               + (f": {names}; give the full path" if infos else
+                                  f" in {base.name!r}; see `python main.py kb docs`"))
+            base.remove_document(infos[0].source)
+            retrieval.BM25Index(base).load()
+            return infos[0]
+
+    # -- ingest -----------------------------------------------------------------------------
+    def ingest(self, paths, kb: str | None = None, *, on_progress: Callable[[float, float, str], None] | None = None,
+               on_result: Callable[[IngestResult], None] | None = None, cancel=None) -> list[IngestResult]:
+        """Add files and folders (recursive) to a knowledge base (see the module docstring).
+
+        Args:
+            paths: files and/or folders.
+            kb: display name (None: settings.default_kb).
+            on_progress: ``(done, total, message)`` in files (fractional within a file).
+            on_result: called once per file with its :class:`IngestResult`.
+            cancel: threading.Event; when set, stops between files/batches (store consistent).
+
+        Returns:
+            One result per file, in order (files not reached after a cancel are left out).
+        """
+        with self._lock:
+            files = expand_paths([paths] if isinstance(paths, (str, Path)) else paths)
+            base = self._kb(kb)
+            results: list[IngestResult] = []
+            for i, path in enumerate(files):
+                if cancel is not None and cancel.is_set():
+                    break
+                step = lambda frac, msg, i=i: on_progress and on_progress(i + frac, len(files), msg)  # noqa: E731
+                step(0.0, path.name)
+                res = self._ingest_one(path, base, step, cancel)
+                results.append(res)
+                if on_result:
+                    on_result(res)
+            if any(r.status in ("added", "updated") for r in results):
+                step_msg = "indexing (BM25)"
+                on_progress and on_progress(len(files), len(files), step_msg)
+                retrieval.BM25Index(base).load()
+            return results
+
+    def _ingest_one(self, path: Path, base: KnowledgeBase, step, cancel) -> IngestResult:
+        """Ingest one file; every expected problem becomes a "failed" result with one line."""
+        try:
+            if not path.exists():
+                raise loaders.LoaderError("no such file or folder; check the path")
+            source = str(path.resolve())
+            sha = file_sha256(path)
+            docs = base.manifest()["docs"]
+            if docs.get(source, {}).get("sha256") == sha:
+                d = docs[source]
+                return IngestResult(source, "skipped", "unchanged", d.get("pages", 0), d.get("chunks", 0), d.get("ocr_pages", 0))
+            twin = next((s for s, d in docs.items() if d["sha256"] == sha), None)
+            if twin:
+                return IngestResult(source, "skipped", f"same content as {twin} (already stored)")
+            self._check_model(base)
+            doc = loaders.load(path, ocr_engine=self.settings.ocr_engine, ocr_languages=self.settings.ocr_languages,
+                               on_page=lambda done, total: step(0.3 * done / max(total, 1), f"{path.name}: page {done}/{total}"))
+            chunks = chunking.chunk_blocks(doc.blocks, self.settings.chunk_size, self.settings.chunk_overlap)
+            vectors = self._embed([c.text for c in chunks], lambda f: step(0.3 + 0.65 * f, f"{path.name}: embedding"), cancel)
+            entry = {"sha256": sha, "pages": doc.pages, "ocr_pages": doc.ocr_pages, "name": path.name,
+                     "added_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            status = "updated" if source in docs else "added"
+            base.put_document(source, entry, chunks, vectors, [retrieval.tokenize(c.text) for c in chunks], cancel)
+            note = "; ".join(doc.warnings)
+            msg = f"{len(chunks)} chunks from {doc.pages} page(s)" + (f", {doc.ocr_pages} by OCR" if doc.ocr_pages else "")
+            return IngestResult(source, status, msg + (f" (warning: {note})" if note else ""), doc.pages, len(chunks), doc.ocr_pages)
+        except InterruptedError:
+            return IngestResult(str(path), "failed", "cancelled; nothing of this file was stored")
+        except (loaders.LoaderError, ValueError, OSError) as e:
+            return IngestResult(str(path), "failed", str(e))
+
+    def _embed(self, texts: list[str], progress, cancel):
+        import numpy as np
+
+        parts = []
+        for i in range(0, len(texts), EMBED_GROUP):
+            if cancel is not None and cancel.is_set():
+                raise InterruptedError("cancelled")
+            parts.append(self.embedder.encode_documents(texts[i:i + EMBED_GROUP]))
+            progress(min(1.0, (i + EMBED_GROUP) / max(len(texts), 1)))
+        return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.float32)
+
+    # -- search -----------------------------------------------------------------------------
+    def search(self, query: str, kb: str | None = None, k: int | None = None, mode: str = "hybrid") -> list[Hit]:
+        """Top-k hits for a query (hybrid BM25 + vector fused by RRF; see kb.retrieval).
+
+        Args:
+            mode: "hybrid" (default) | "bm25" | "vector".
+
+        Raises:
+            KeyError: a named knowledge base that does not exist; ValueError: model mismatch / bad mode.
+        """
+        with self._lock:
+            base = self._kb(kb, create=False)
+            if mode != "bm25":
+                self._check_model(base)
+            return retrieval.search(base, self.embedder, query, k or self.settings.top_k, mode)
+
+    def is_relevant(self, hits: list[Hit]) -> bool:
+        """True when the best cosine similarity among ``hits`` reaches ``settings.relevance_floor``
+        (hits without a similarity, i.e. BM25-only search, count as relevant when present)."""
+        sims = [h.similarity for h in hits if h.similarity is not None]
+        if not hits:
+            return False
+        return max(sims) >= float(self.settings.relevance_floor) if sims else True

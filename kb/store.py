@@ -1,0 +1,271 @@
+"""chromadb persistent store: one collection per knowledge base, plus a per-KB side folder.
+
+Layout under ``settings.store_dir``::
+
+    chroma/                       chromadb PersistentClient (telemetry off)
+    kbs/<collection>/manifest.json   documents -> current version (written atomically)
+    kbs/<collection>/tokens/<version>.json   BM25 tokens of that version's chunks
+    kbs/<collection>/pending/<version>.json  an update in flight (for crash recovery)
+    kbs/<collection>/bm25/        the persisted BM25 index (kb.retrieval)
+
+Display names (any Unicode) map to collection names ``kb-<ascii slug>-<8 hex>`` (chromadb allows
+[a-zA-Z0-9._-], 3-512 chars); the display name lives in the collection metadata.
+
+Consistency: a document's chunks are written under a fresh version id, then the manifest is
+flipped atomically (temp file + rename), then the old version's chunks are deleted. Reads only
+return chunks whose version is in the manifest, so a crash leaves the old or the new version,
+never a mix; :meth:`KnowledgeBase.recover` deletes leftovers named by ``pending/`` markers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import threading
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from kb.embeddings import TqtsEmbeddingFunction
+
+_CLIENTS: dict[str, object] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def client_for(store_dir: Path):
+    """The chromadb PersistentClient for ``store_dir/chroma`` (one per process and path)."""
+    import chromadb
+    from chromadb.config import Settings
+
+    path = str(Path(store_dir) / "chroma")
+    with _CLIENTS_LOCK:
+        if path not in _CLIENTS:
+            _CLIENTS[path] = chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False))
+        return _CLIENTS[path]
+
+
+def collection_name_for(display: str) -> str:
+    """A valid, unique chromadb collection name for a display name.
+
+    >>> collection_name_for("My Docs").startswith("kb-My-Docs-")
+    True
+    """
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", display)
+    slug = re.sub(r"\.{2,}", ".", slug).strip("-._")[:40]
+    return f"kb-{slug + '-' if slug else ''}{uuid.uuid4().hex[:8]}"
+
+
+def write_json_atomic(path: Path, data) -> None:
+    """Write JSON to a temp file, fsync, then rename over ``path`` (atomic on POSIX)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class KnowledgeBase:
+    """One knowledge base: its chromadb collection and side folder (see module docstring)."""
+
+    def __init__(self, store_dir: Path, collection):
+        self.collection = collection
+        self.name: str = (collection.metadata or {}).get("display_name", collection.name)
+        self.dir = Path(store_dir) / "kbs" / collection.name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_batch = max(1, int(collection._client.get_max_batch_size()))
+
+    # -- manifest ---------------------------------------------------------------------------
+    def manifest(self) -> dict:
+        """``{"generation": int, "docs": {source: {sha256, version, pages, chunks, ...}}}``."""
+        path = self.dir / "manifest.json"
+        if not path.exists():
+            return {"generation": 0, "docs": {}}
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def _flip(self, source: str, entry: dict | None) -> None:
+        m = self.manifest()
+        if entry is None:
+            m["docs"].pop(source, None)
+        else:
+            m["docs"][source] = entry
+        m["generation"] = m.get("generation", 0) + 1
+        write_json_atomic(self.dir / "manifest.json", m)
+
+    def current_versions(self) -> set[str]:
+        return {d["version"] for d in self.manifest()["docs"].values()}
+
+    # -- writes -----------------------------------------------------------------------------
+    def put_document(self, source: str, entry: dict, chunks: list, embeddings: np.ndarray,
+                     tokens: list[list[str]], cancel=None) -> dict:
+        """Store a document's chunks as a new version and make it current (see module docstring).
+
+        Args:
+            source: absolute path (the document's key).
+            entry: manifest fields (sha256, pages, ocr_pages, name, added_at); version and
+                chunks are filled in here.
+            chunks: :class:`kb.chunking.Chunk` list; embeddings: (len(chunks), dim) float32;
+                tokens: BM25 tokens per chunk.
+            cancel: optional threading.Event checked between batches; when set, the new
+                version is rolled back and ``InterruptedError`` raised.
+
+        Returns:
+            The manifest entry now current.
+        """
+        version = uuid.uuid4().hex[:12]
+        old = self.manifest()["docs"].get(source, {}).get("version")
+        write_json_atomic(self.dir / "pending" / f"{version}.json", {"new": version, "old": old})
+        ids = [f"{version}-{c.index:05d}" for c in chunks]
+        write_json_atomic(self.dir / "tokens" / f"{version}.json", {"ids": ids, "tokens": tokens})
+        metas = [{"source": source, "sha256": entry["sha256"], "version": version, "chunk_index": c.index,
+                  "page": c.page_start or 0, "page_end": c.page_end or 0, "section": c.section}
+                 for c in chunks]
+        for i in range(0, len(ids), self.max_batch):
+            if cancel is not None and cancel.is_set():
+                self.recover()
+                raise InterruptedError("cancelled")
+            j = i + self.max_batch
+            self.collection.add(ids=ids[i:j], embeddings=embeddings[i:j], metadatas=metas[i:j],
+                                documents=[c.text for c in chunks[i:j]])
+        entry = dict(entry, version=version, chunks=len(chunks))
+        self._flip(source, entry)
+        self.recover()
+        return entry
+
+    def remove_document(self, source: str) -> dict:
+        """Drop a document (manifest first, then its chunks). Raises KeyError when absent."""
+        entry = self.manifest()["docs"][source]
+        write_json_atomic(self.dir / "pending" / f"rm-{entry['version']}.json", {"new": None, "old": entry["version"]})
+        self._flip(source, None)
+        self.recover()
+        return entry
+
+    def recover(self) -> int:
+        """Delete chunks/tokens of versions named by pending markers that are not current.
+
+        Returns:
+            Number of markers resolved.
+        """
+        pending = sorted((self.dir / "pending").glob("*.json")) if (self.dir / "pending").exists() else []
+        if not pending:
+            return 0
+        current = self.current_versions()
+        for marker in pending:
+            try:
+                info = json.loads(marker.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                info = {"new": marker.stem.removeprefix("rm-"), "old": None}
+            for v in (info.get("new"), info.get("old")):
+                if v and v not in current:
+                    self.collection.delete(where={"version": v})
+                    (self.dir / "tokens" / f"{v}.json").unlink(missing_ok=True)
+            marker.unlink(missing_ok=True)
+        return len(pending)
+
+    # -- reads ------------------------------------------------------------------------------
+    def tokens_of(self, version: str) -> dict:
+        """``{"ids": [...], "tokens": [[...], ...]}`` for a version."""
+        return json.loads((self.dir / "tokens" / f"{version}.json").read_text(encoding="utf-8"))
+
+    def get(self, ids: list[str], *, embeddings: bool = False) -> dict[str, dict]:
+        """Chunk id -> {"text", "meta", "embedding"?} for the ids that exist."""
+        if not ids:
+            return {}
+        include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
+        got = self.collection.get(ids=list(ids), include=include)
+        out = {}
+        for i, cid in enumerate(got["ids"]):
+            row = {"text": got["documents"][i], "meta": got["metadatas"][i]}
+            if embeddings:
+                row["embedding"] = np.asarray(got["embeddings"][i], dtype=np.float32)
+            out[cid] = row
+        return out
+
+    def query(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """Nearest chunks of current versions: (chunk id, cosine similarity), best first."""
+        total = self.collection.count()
+        if total == 0:
+            return []
+        res = self.collection.query(query_embeddings=[np.asarray(vector, dtype=np.float32)],
+                                    n_results=min(n, total), include=["metadatas", "distances"])
+        current = self.current_versions()
+        return [(cid, 1.0 - float(d)) for cid, d, m in zip(res["ids"][0], res["distances"][0], res["metadatas"][0])
+                if m.get("version") in current]
+
+    def chunk_count(self) -> int:
+        return sum(d.get("chunks", 0) for d in self.manifest()["docs"].values())
+
+
+class Store:
+    """All knowledge bases under one store dir.
+
+    Args:
+        store_dir: settings.store_dir.
+        embedder: the :class:`kb.embeddings.Embedder` whose name is recorded on new collections.
+    """
+
+    def __init__(self, store_dir: Path, embedder=None):
+        self.dir = Path(store_dir)
+        self.embedder = embedder
+        self.client = client_for(self.dir)
+
+    def collections(self) -> dict[str, object]:
+        """Display name -> chromadb collection."""
+        out = {}
+        for col in self.client.list_collections():
+            meta = col.metadata or {}
+            if meta.get("tqts"):
+                out[meta.get("display_name", col.name)] = col
+        return out
+
+    def find(self, name: str) -> KnowledgeBase | None:
+        col = self.collections().get(name)
+        return KnowledgeBase(self.dir, col) if col is not None else None
+
+    def open(self, name: str, create: bool = True) -> KnowledgeBase:
+        """Open (or create) a knowledge base by display name; leftovers of a crash are cleaned.
+
+        Raises:
+            KeyError: absent and ``create`` is False.
+        """
+        kb = self.find(name)
+        if kb is None:
+            if not create:
+                raise KeyError(f"no knowledge base named {name!r}; see `python main.py kb list`")
+            kb = self.create(name)
+        kb.recover()
+        return kb
+
+    def create(self, name: str) -> KnowledgeBase:
+        """Create an empty knowledge base. Raises ValueError for an empty or taken name."""
+        name = (name or "").strip()
+        if not name:
+            raise ValueError("a knowledge base needs a non-empty name")
+        if name in self.collections():
+            raise ValueError(f"a knowledge base named {name!r} already exists; pick another name")
+        meta = {"tqts": 1, "display_name": name,
+                "embedding_model": self.embedder.model_name if self.embedder else ""}
+        ef = TqtsEmbeddingFunction(embedder=self.embedder) if self.embedder else None
+        col = self.client.create_collection(collection_name_for(name), metadata=meta,
+                                            configuration={"hnsw": {"space": "cosine"}},
+                                            embedding_function=ef)
+        return KnowledgeBase(self.dir, col)
+
+    def rename(self, old: str, new: str) -> KnowledgeBase:
+        """Change a display name (the collection name stays). Raises KeyError / ValueError."""
+        kb = self.open(old, create=False)
+        new = (new or "").strip()
+        if not new or new in self.collections():
+            raise ValueError(f"cannot rename to {new!r}: empty or already used")
+        meta = dict(kb.collection.metadata or {}, display_name=new)
+        kb.collection.modify(metadata=meta)
+        return KnowledgeBase(self.dir, self.client.get_collection(kb.collection.name))
+
+    def delete(self, name: str) -> None:
+        """Delete a knowledge base, its chunks and side folder. Raises KeyError when absent."""
+        kb = self.open(name, create=False)
+        self.client.delete_collection(kb.collection.name)
+        shutil.rmtree(kb.dir, ignore_errors=True)
