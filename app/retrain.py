@@ -18,6 +18,7 @@ from tkinter import filedialog, messagebox, ttk
 
 from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from app.worker import Dispatcher
 from trainer import jobs
@@ -81,6 +82,11 @@ def open_retrain_dialog(root, services, *, launcher: list[str] | None = None) ->
 
 def _fmt(value) -> str:
     return "—" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (a random model's output may hold them) shown as "·"."""
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else "·" for ch in text)
 
 
 def _duration(seconds: float) -> str:
@@ -238,7 +244,7 @@ class RetrainDialog(tk.Toplevel):
         self.history = ttk.Treeview(f, columns=cols, height=5)
         self.history.heading("#0", text="run")
         self.history.column("#0", width=130)
-        for col, width in zip(cols, (70, 60, 60, 70, 60, 160, 150), strict=True):
+        for col, width in zip(cols, (70, 60, 60, 70, 60, 160, 120), strict=True):
             self.history.heading(col, text=col.replace("_", " "))
             self.history.column(col, width=width, anchor="w")
         self.history.pack(fill="both", expand=True)
@@ -333,7 +339,7 @@ class RetrainDialog(tk.Toplevel):
         job, ckpt = self.job, self.job.checkpoint() if self.job else None
         if job is None or ckpt is None or self._busy:
             return
-        base, data, adapter, model = self._eval_args(job, ckpt)
+        kw = self._eval_args(job, ckpt)
         try:
             limit = max(1, int(self.limit_var.get()))
         except ValueError:
@@ -342,11 +348,11 @@ class RetrainDialog(tk.Toplevel):
         self._message(self.t("evaluating"))
 
         def work(emit, cancel):
-            self._eval = jobs.EvalJob.start(self.settings, model, data, job.run_dir / "compare.json",
-                                            adapter=adapter, compare=base, compare_adapter="",
-                                            limit=limit, launcher=self.launcher)
+            self._eval = jobs.EvalJob.start(self.settings, output=job.run_dir / "compare.json",
+                                            limit=limit, launcher=self.launcher, **kw)
             raw = self._eval.result()
-            result = {**jobs.comparison(raw, model, adapter), "limit": limit, "data": data}
+            result = {**jobs.comparison(raw, kw["model"], kw["adapter"]), "limit": limit,
+                      "data": kw["data"]}
             (job.run_dir / "compare.json").write_text(json.dumps(result, ensure_ascii=False),
                                                       encoding="utf-8")
             return result
@@ -354,18 +360,18 @@ class RetrainDialog(tk.Toplevel):
         self.dispatcher.submit("retrain-eval", work, self._eval_event)
         self._update_buttons()
 
-    def _eval_args(self, job, ckpt: Path) -> tuple[str, str, str, str]:
-        """(base model, held-out data spec, adapter, trained model) for ``python -m trainer eval``."""
+    def _eval_args(self, job, ckpt: Path) -> dict:
+        """``python -m trainer eval`` arguments from the run's run.json: the trained model
+        (base + adapter, or the full checkpoint), the base to compare, the held-out data."""
         meta = job.info()
-        args = meta.get("args") or {}
+        args, recipe = meta.get("args") or {}, meta.get("recipe_fields") or {}
         base = str(meta.get("model") or args.get("model") or self.model_var.get())
-        data = str(meta.get("eval_data") or args.get("dataset") or meta.get("dataset") or "")
-        if not data:
-            recipe = next((r for r in jobs.list_recipes() if r["name"] == Path(str(
-                args.get("recipe") or meta.get("recipe") or "")).stem), {})
-            data = recipe.get("eval_data") or recipe.get("dataset") or self.dataset_var.get()
+        data = str(recipe.get("eval_data") or args.get("dataset") or recipe.get("dataset")
+                   or self.dataset_var.get())
         lora = (ckpt / "adapter_config.json").exists()
-        return base, data, str(ckpt) if lora else "", base if lora else str(ckpt)
+        return {"model": base if lora else str(ckpt), "adapter": str(ckpt) if lora else "",
+                "compare": base, "data": data, "split": recipe.get("eval_split") or "",
+                "max_new_tokens": recipe.get("eval_max_new_tokens")}
 
     def _eval_event(self, kind: str, payload) -> None:
         self._eval = None
@@ -383,7 +389,7 @@ class RetrainDialog(tk.Toplevel):
         if ckpt is None:
             self._message(self.t("no_ckpt"), error=True)
             return
-        base = self._eval_args(job, ckpt)[0]
+        base = self._eval_args(job, ckpt)["compare"]
         metrics = (self.comparison or {}).get("trained") or {}
         registry = self.services.registry
         self._busy = "adopting"
@@ -441,14 +447,12 @@ class RetrainDialog(tk.Toplevel):
             self.rows.extend(new)
             if new:
                 self._redraw()
+                self._refresh_history()
             status = job.status()
             self._show_status(job, status)
             if self._was_live:
                 self._show_sample(job.latest_sample())
                 self._set_text(self.log_text, job.log_tail(40), end=True)
-            self._ticks = getattr(self, "_ticks", 0) + 1
-            if self._was_live and self._ticks % 10 == 0:
-                self._refresh_history()
             if status in jobs.FINAL_STATUSES and self._was_live:
                 self._was_live = False
                 self._run_ended(status)
@@ -474,8 +478,10 @@ class RetrainDialog(tk.Toplevel):
 
     def _show_sample(self, sample: dict | None) -> None:
         if sample:
-            text = (f"step {sample.get('step')}  reward {_fmt(sample.get('reward'))}\n"
-                    f"{sample.get('completion', '')}")
+            prompt = str(sample.get("prompt", "")).lstrip("\ufffd")
+            prompt = prompt if len(prompt) < 160 else prompt[:157] + "…"
+            text = (f"step {sample.get('step')}  ·  reward {_fmt(sample.get('reward'))}\n"
+                    f"» {prompt}\n\n{_printable(str(sample.get('completion', '')))}")
             self._set_text(self.sample_text, text)
 
     def _show_comparison(self, comparison: dict | None) -> None:
@@ -499,20 +505,23 @@ class RetrainDialog(tk.Toplevel):
         ax_a.set_ylabel("eval accuracy")
         ax_a.set_xlabel("step")
         ax_a.set_ylim(-0.05, 1.05)
+        ax_a.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax_r.lines:
-            ax_r.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.01), ncols=6,
+            ax_r.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.01), ncols=3,
                         frameon=False, borderaxespad=0)
         for ax in (ax_r, ax_a):
             ax.grid(alpha=0.3)
-        self.canvas.draw_idle()
+        if self.canvas.get_tk_widget().winfo_width() > 50:    # not before the first layout
+            self.canvas.draw_idle()
 
     def _refresh_history(self) -> None:
         self.history.delete(*self.history.get_children())
         for r in jobs.list_runs(self.settings):
             steps = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
             self.history.insert("", "end", iid=str(r.path), text=r.name, values=(
-                r.status, steps, _fmt(r.last_reward), _fmt(r.best_accuracy),
-                _fmt(r.final_eval.get("strict")), r.model, r.started))
+                self.t(r.status) if r.status in TEXT else r.status, steps, _fmt(r.last_reward),
+                _fmt(r.best_accuracy), _fmt(r.final_eval.get("strict")), Path(r.model).name,
+                r.started[:16].replace("T", " ")))
 
     def _history_chosen(self) -> None:
         sel = self.history.selection()

@@ -475,11 +475,12 @@ def run_info(run_dir: str | Path) -> RunInfo:
     if isinstance(recipe, dict):
         recipe = recipe.get("name") or recipe.get("path", "")
     return RunInfo(
-        name=job.name, path=job.run_dir, status=job.status(), model=str(meta.get("model", "")),
+        name=job.name, path=job.run_dir, status=job.status(),
+        model=str((meta.get("args") or {}).get("model") or meta.get("model") or ""),
         recipe=Path(str(recipe)).stem if recipe else "", started=meta.get("started", ""),
         ended=meta.get("ended") or "", step=int(last.get("step") or 0),
         total_steps=int(last.get("total_steps") or 0), last_reward=last.get("reward"),
-        best_accuracy=max(accs) if accs else None, final_eval=final)
+        best_accuracy=max(accs) if accs else meta.get("best_eval_accuracy"), final_eval=final)
 
 
 def list_runs(settings) -> list[RunInfo]:
@@ -545,6 +546,7 @@ class EvalJob:
     @classmethod
     def start(cls, settings, model: str, data: str, output: str | Path, *, adapter: str = "",
               compare: str = "", compare_adapter: str = "", limit: int | None = 20,
+              split: str = "", max_new_tokens: int | None = None,
               launcher: list[str] | None = None) -> EvalJob:
         """Launch the evaluation; see :meth:`result` for the outcome.
 
@@ -553,12 +555,15 @@ class EvalJob:
             data: the held-out split (hub id or local file).
             compare / compare_adapter: the base model evaluated on the same questions.
             limit: questions evaluated (None: all).
+            split / max_new_tokens: passed on when given (trainer defaults: "test", 256).
         """
         output = Path(output)
         cmd = [*(launcher or trainer_launcher()), "eval", "--model", str(model), "--data", str(data),
                "--json", "--output", str(output)]
         cmd += ["--adapter", str(adapter)] if adapter else []
         cmd += ["--limit", str(int(limit))] if limit else []
+        cmd += ["--split", split] if split else []
+        cmd += ["--max-new-tokens", str(int(max_new_tokens))] if max_new_tokens else []
         cmd += ["--compare", str(compare)] if compare else []
         cmd += ["--compare-adapter", str(compare_adapter)] if compare and compare_adapter else []
         output.unlink(missing_ok=True)
