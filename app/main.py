@@ -63,6 +63,7 @@ class App:
         self.voice = None
         self.first_run: FirstRunPanel | None = None
         self.backend_device = ""
+        self.closed = False
         self._build()
         self._enable_drop()
         self.root.protocol("WM_DELETE_WINDOW", self.close)
@@ -261,6 +262,9 @@ class App:
         Returns:
             names of jobs that did not stop in time.
         """
+        if self.closed:
+            return []
+        self.closed = True
         left = self.dispatcher.shutdown(timeout)
         if left:
             log.warning("still running at exit: %s", ", ".join(left))

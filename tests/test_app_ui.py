@@ -24,10 +24,7 @@ def make_app(display, settings):
 
     yield make
     for app in apps:
-        try:
-            app.close(timeout=2)
-        except Exception:  # noqa: BLE001 - already closed by the test
-            pass
+        app.close(timeout=2)
 
 
 def make_pdf(path, pages):
