@@ -296,7 +296,8 @@ def decode_text(data: bytes) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    # Chinese first: on short texts a full detection often picks a Korean code page instead
+    best = from_bytes(data, cp_isolation=["gb18030", "big5"]).best() or from_bytes(data).best()
     if best is None:
         raise LoaderError("the text encoding could not be detected (binary file?); save it as UTF-8")
     return str(best)
