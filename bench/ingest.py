@@ -63,11 +63,10 @@ def write_warmup_pdf(path: Path) -> Path:
 
 
 def stored_chunks(settings, collection: str) -> list[str]:
-    """The chunk texts TQT-s stored in ``collection`` (read straight from chromadb)."""
-    import chromadb
+    """The chunk texts TQT-s stored in ``collection`` (read straight from its chromadb client)."""
+    from kb.store import client_for
 
-    client = chromadb.PersistentClient(path=str(settings.store_dir))
-    return client.get_collection(collection).get(include=["documents"])["documents"]
+    return client_for(settings.store_dir).get_collection(collection).get(include=["documents"])["documents"]
 
 
 def run_tqts(settings, files: list[Path], workdir: Path) -> dict:

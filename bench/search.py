@@ -45,13 +45,17 @@ CMRC = DATA / "retrieval" / "cmrc2018_trial.json"
 CHUNKS_PER_FILE = 100
 
 
-def passages(limit_docs: int = 6) -> list[str]:
-    """Real text: CMRC contexts plus ~500-char pieces of a few shared documents."""
+DOCS = ("en_bge_m3_paper.pdf", "en_federal_register_2020-17221.pdf", "zh_prc_constitution_2018.pdf",
+        "zh_covid19_diagnosis_treatment_plan_v10.pdf", "zh_alibaba_java_dev_manual_huangshan.pdf")
+
+
+def passages() -> list[str]:
+    """Real text: CMRC contexts plus ~500-char pieces of a few shared documents (:data:`DOCS`)."""
     out: list[str] = []
     if CMRC.exists():
         data = json.loads(CMRC.read_text(encoding="utf-8"))["data"]
         out += [p["context"] for art in data for p in art["paragraphs"]]
-    docs = sorted((DATA / "documents").glob("*.pdf"))[:limit_docs]
+    docs = [DATA / "documents" / n for n in DOCS if (DATA / "documents" / n).exists()]
     if docs:
         import pymupdf
 
