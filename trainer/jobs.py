@@ -490,19 +490,22 @@ def list_runs(settings) -> list[RunInfo]:
 
 
 def list_recipes() -> list[dict]:
-    """The recipes in trainer/recipes/: each YAML mapping plus "name", "path" and "cpu"
-    (True for recipes meant to run without CUDA: a name ending in "-cpu" or ``allow_cpu: true``)."""
-    import yaml
+    """The bundled recipes that validate (:func:`trainer.recipes.load`), each as
+    ``{name, path, description, dataset, lora, max_steps (-1: by epochs), epochs, cpu}``;
+    "cpu" is True for recipes meant to run without CUDA (``use_cpu`` or a name ending in "-cpu")."""
+    from trainer import recipes as R
 
     out = []
-    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+    for path in sorted(R.RECIPES_DIR.glob("*.yaml")):
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
+            r = R.load(path)
+        except (ValueError, OSError):
             continue
-        data = data if isinstance(data, dict) else {}
-        cpu = path.stem.endswith("-cpu") or bool(data.get("allow_cpu"))
-        out.append({**data, "name": path.stem, "path": str(path), "cpu": cpu})
+        g = r.grpo
+        out.append({"name": r.name, "path": str(path), "description": r.description,
+                    "dataset": r.dataset, "lora": r.lora.enabled, "max_steps": g.get("max_steps", -1),
+                    "epochs": g.get("num_train_epochs"),
+                    "cpu": bool(g.get("use_cpu")) or r.name.endswith("-cpu")})
     return out
 
 

@@ -150,9 +150,8 @@ def from_dict(data: dict, name: str = "", where: str = "recipe") -> Recipe:
     known = {f.name for f in dataclasses.fields(Recipe)}
     _check_keys(data, known, where)
     data = dict(data)
-    lora = data.pop("lora", {}) or {}
-    if isinstance(lora, bool):
-        lora = {"enabled": lora}
+    lora = data.pop("lora", None)
+    lora = {"enabled": lora} if isinstance(lora, bool) else (lora or {})
     _check_keys(lora, {f.name for f in dataclasses.fields(LoraSettings)}, f"{where} lora")
     recipe = Recipe(**data, lora=LoraSettings(**lora))
     recipe.name = recipe.name or name

@@ -161,7 +161,29 @@ def xml_count(prompts, completions, **kwargs) -> list[float]:
     return out
 
 
+def _is_cjk(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf"
+
+
+def language(prompts, completions, question=None, **kwargs) -> list[float]:
+    """Language consistency (DeepSeek-R1, section 2.3.3): the share of the reply's letters that
+    are in the question's script — CJK characters for a question containing any, else Latin
+    letters; R1 tags are not counted. 0.0 for a reply without letters. Keeps Chinese questions answered in Chinese."""
+    if question is None:
+        question = [completion_text(p[-1:] if isinstance(p, list) else p) for p in (prompts or [])]
+    questions = list(question) if isinstance(question, (list, tuple)) else [question] * len(completions)
+    out = []
+    for c, q in zip(completions, questions, strict=True):
+        text = re.sub(r"</?(?:think|answer)>", "", completion_text(c))
+        cjk = sum(_is_cjk(ch) for ch in text)
+        latin = sum(ch.isascii() and ch.isalpha() for ch in text)
+        want = cjk if any(_is_cjk(ch) for ch in str(q or "")) else latin
+        out.append(want / (cjk + latin) if cjk + latin else 0.0)
+    return out
+
+
 REWARDS: dict[str, RewardFunc] = {
+    "language": language,
     "correctness": correctness,
     "boxed": boxed,
     "integer": integer,

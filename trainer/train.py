@@ -155,7 +155,7 @@ def load_data(recipe, args, tokenizer):
 
 # -- the run ------------------------------------------------------------------------------------
 
-def build_trainer(recipe, model_path: str, run_dir: Path, on_cpu: bool, args, reward_funcs=None):
+def build_trainer(recipe, model_path: str, run_dir: Path, on_cpu: bool, args):
     """GRPOTrainer plus our callbacks; returns (trainer, callbacks dict)."""
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -171,7 +171,7 @@ def build_trainer(recipe, model_path: str, run_dir: Path, on_cpu: bool, args, re
                          recipe.eval_max_new_tokens or config.max_completion_length,
                          recipe.early_stop_patience, shared)
     stop = StopCallback()
-    funcs = reward_funcs or get_reward_funcs(list(recipe.rewards))
+    funcs = get_reward_funcs(list(recipe.rewards))
     trainer = GRPOTrainer(model=model_path, reward_funcs=funcs, args=config,
                           train_dataset=Dataset.from_list(train), processing_class=tok,
                           peft_config=peft_config(recipe), callbacks=[guard, stop, progress])
@@ -208,7 +208,7 @@ def prepare(args, settings):
     return recipe, model, run_dir, on_cpu
 
 
-def main(args, settings, reward_funcs=None) -> int:
+def main(args, settings) -> int:
     """Run one training job; returns the exit code (0 finished/stopped, 1 failed, 2 refused)."""
     try:
         recipe, model, run_dir, on_cpu = prepare(args, settings)
@@ -223,7 +223,7 @@ def main(args, settings, reward_funcs=None) -> int:
     write_run_json(run_dir, info)
     print(f"run dir: {run_dir}", flush=True)
     try:
-        status = train_in(run_dir, recipe, model, on_cpu, args, info, reward_funcs)
+        status = train_in(run_dir, recipe, model, on_cpu, args, info)
     except Exception as e:  # one clear line for the log tail, the traceback after it
         info.update(status="failed", error=f"{type(e).__name__}: {e}")
         print(f"training failed: {type(e).__name__}: {e}", file=sys.stderr)
@@ -235,11 +235,11 @@ def main(args, settings, reward_funcs=None) -> int:
     return 1 if status == "failed" else 0
 
 
-def train_in(run_dir: Path, recipe, model: str, on_cpu: bool, args, info: dict, reward_funcs) -> str:
+def train_in(run_dir: Path, recipe, model: str, on_cpu: bool, args, info: dict) -> str:
     """Build the trainer, train (resuming when asked), save final/; return the status."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    trainer, cbs = build_trainer(recipe, model, run_dir, on_cpu, args, reward_funcs)
+    trainer, cbs = build_trainer(recipe, model, run_dir, on_cpu, args)
     if threading_main():
         cbs["stop"].install()
     resume = get_last_checkpoint(str(run_dir)) if args.resume else None
