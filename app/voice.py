@@ -6,7 +6,7 @@ from the keyboard). Partial results show live under the button; when you stop, t
 replaces the question, and is sent at once when ``stt_auto_send`` is on.
 
 Threads: the microphone callback only enqueues audio; recognition runs on the capture worker
-(:class:`models.speech.MicCapture`); speech output on the TTS engine thread
+(:class:`models.mic.MicCapture`); speech output on the TTS engine thread
 (:class:`models.tts.Speaker`). Their results go on ``self._events``; the Tk thread drains it
 with ``after()``, so no widget is touched off the Tk thread.
 
@@ -21,7 +21,7 @@ import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 
-from models import speech
+from models import mic, speech
 from models.tts import Speaker
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class VoiceControls(ttk.Frame):
         set_question: called on the Tk thread with the final recognized text.
         submit: called on the Tk thread after ``set_question`` when ``stt_auto_send`` is on.
         stream_factory: ``sounddevice.RawInputStream``-like constructor (tests pass
-            :class:`models.speech.WavInputStream`); when given, the microphone check is skipped.
+            :class:`models.mic.WavInputStream`); when given, the microphone check is skipped.
         hotkey: Tk event sequence bound on the toplevel to toggle listening.
     """
 
@@ -102,7 +102,7 @@ class VoiceControls(ttk.Frame):
         self._stream_factory, self._poll_ms = stream_factory, poll_ms
         self.tr = _strings(settings.ui_language)
         self._events: queue.Queue[tuple[str, object]] = queue.Queue()
-        self._capture: speech.MicCapture | None = None
+        self._capture: mic.MicCapture | None = None
         self._speaker: Speaker | None = None
         self._closed = False
         self._build()
@@ -132,7 +132,7 @@ class VoiceControls(ttk.Frame):
         """Disable talking (with the reason) when there is no model or no microphone."""
         reason, short = speech.model_status(self.settings), "voice.no_model"
         if reason is None and self._stream_factory is None:
-            reason, short = speech.input_status(), "voice.no_mic"
+            reason, short = mic.input_status(), "voice.no_mic"
         if reason:
             self.talk_button.state(["disabled"])
             self.status_var.set(self.tr(short))
@@ -159,7 +159,7 @@ class VoiceControls(ttk.Frame):
 
     def start_listening(self) -> None:
         q, settings = self._events, self.settings   # worker closures must not hold widgets
-        capture = speech.MicCapture(lambda: speech.make_recognizer(settings),
+        capture = mic.MicCapture(lambda: speech.make_recognizer(settings),
                                     on_result=lambda r: q.put(("result", r)),
                                     on_error=lambda msg: q.put(("error", msg)),
                                     stream_factory=self._stream_factory)

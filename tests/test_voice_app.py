@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from models import speech
+from models import mic
 
 pytestmark = pytest.mark.gui
 
@@ -56,7 +56,7 @@ def make_controls(root, settings, wav, **kw):
     asked, sent, streams = [], [], []
 
     def factory(**stream_kw):      # what sounddevice.RawInputStream would be given
-        streams.append(speech.WavInputStream(wav, **stream_kw))
+        streams.append(mic.WavInputStream(wav, **stream_kw))
         return streams[-1]
 
     vc = VoiceControls(root, settings, asked.append, lambda: sent.append(True),
@@ -116,7 +116,7 @@ def test_without_microphone_talk_is_disabled(root, settings, vosk_ko_dir, monkey
     from app.voice import VoiceControls
 
     settings.update({"stt_model": str(vosk_ko_dir), "ui_language": "en"})
-    monkeypatch.setattr(speech, "input_status", lambda: "no microphone found (test)")
+    monkeypatch.setattr(mic, "input_status", lambda: "no microphone found (test)")
     vc = VoiceControls(root, settings, lambda t: None, lambda: None)   # the real stream factory
     assert "disabled" in vc.talk_button.state()
     assert vc.status_var.get() == "Voice input off: no microphone"

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from models import speech
-from models.speech import MicCapture, SpeechError, WavInputStream
+from models.mic import MicCapture, WavInputStream
+from models.speech import SpeechError
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int, width: int = 2) -> Path:
@@ -146,6 +147,30 @@ def test_mic_capture_with_wav_stream_standin(settings, vosk_ko_dir, spoken_quest
     assert not errors
     assert len(results) >= 3 and results[-1].final and not any(r.final for r in results[:-1])
     assert any(r.text for r in results)
+
+
+def test_mic_capture_resamples_a_device_at_its_own_rate(vosk_ko_dir, spoken_question):
+    """A device that only runs at 48 kHz: the capture converts to the recognizer's 16 kHz."""
+    fed = []
+
+    class Counting(speech.VoskRecognizer):
+        def accept(self, pcm16, *, last=False):
+            fed.append(len(pcm16))
+            return super().accept(pcm16, last=last)
+
+    streams = []
+
+    def factory(**kw):
+        streams.append(WavInputStream(spoken_question, **{**kw, "samplerate": 48000}))
+        return streams[0]
+
+    results, errors = [], []
+    cap = MicCapture(lambda: Counting(vosk_ko_dir), results.append, errors.append, stream_factory=factory)
+    cap.start()
+    assert streams[0].finished.wait(60)
+    cap.stop(wait=True)
+    expected = len(speech.read_wav(spoken_question)) + 2 * 8000   # + 0.5 s of tail silence
+    assert not errors and results[-1].final and abs(sum(fed) - expected) <= 2 * len(fed) * 2
 
 
 def test_mic_capture_reports_model_errors(settings, spoken_question):
