@@ -183,6 +183,8 @@ class RetrainDialog(tk.Toplevel):
         self.start_button.pack(side="right", padx=6)
         self.gpu_label = ttk.Label(f, text=self.t("gpu_check"), foreground="#555")
         self.gpu_label.grid(row=2, column=0, columnspan=8, sticky="w", pady=(6, 0))
+        self.recipe_label = ttk.Label(f, text="", foreground="#555")
+        self.recipe_label.grid(row=3, column=0, columnspan=8, sticky="w")
         return f
 
     def _build_plot(self, parent) -> ttk.Frame:
@@ -272,10 +274,11 @@ class RetrainDialog(tk.Toplevel):
     def _recipe_chosen(self) -> None:
         recipe = next((r for r in self.recipes if r["name"] == self.recipe_var.get()), None)
         if recipe:
-            grpo = recipe.get("grpo") or {}
-            self.steps_var.set(str(grpo.get("max_steps") or ""))
-            self.epochs_var.set("" if grpo.get("max_steps") else str(grpo.get("num_train_epochs") or ""))
-            self.lora_var.set(bool((recipe.get("lora") or {}).get("enabled", True)))
+            steps = recipe["max_steps"] if recipe["max_steps"] and recipe["max_steps"] > 0 else ""
+            self.steps_var.set(str(steps))
+            self.epochs_var.set("" if steps else str(recipe.get("epochs") or ""))
+            self.lora_var.set(bool(recipe["lora"]))
+            self.recipe_label.configure(text=recipe.get("description", ""))
             data = str(recipe.get("dataset") or jobs.DEFAULT_DATASET)
             local = jobs.ROOT / data
             self.dataset_var.set(str(local.resolve()) if data.startswith(".") and local.exists() else data)
@@ -411,7 +414,8 @@ class RetrainDialog(tk.Toplevel):
             if answers is not None and hasattr(answers, "set_backend"):
                 answers.set_backend(None)       # the next question loads the adopted model
             self._message(self.t("adopted", name=payload.name))
-            self.event_generate("<<ModelAdopted>>", when="tail")
+            for widget in (self, self.master):       # the main window may bind it to refresh
+                widget.event_generate("<<ModelAdopted>>", when="tail")
         self._done_busy()
 
     def _done_busy(self) -> None:

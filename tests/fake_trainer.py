@@ -3,7 +3,8 @@ same run-folder files (run.json, progress.jsonl, samples.jsonl, checkpoint-N/, f
 same SIGINT behaviour (stop after the current step with a checkpoint), no torch.
 
 Knobs (environment): FAKE_STEP_SECONDS (default 0.2), FAKE_IGNORE_SIGINT=1 (to test the kill),
-FAKE_SPLIT_LINES=1 (write each progress line in two flushes with a pause between them).
+FAKE_SPLIT_LINES=1 (write each progress line in two flushes with a pause between them),
+FAKE_CUDA=1 (``gpu --json`` reports a GPU).
 Run: ``python tests/fake_trainer.py train --recipe R --model M --output DIR [--max-steps N]``.
 """
 from __future__ import annotations
@@ -111,7 +112,9 @@ def main(argv=None) -> int:
     sub.add_parser("gpu").add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     if a.cmd == "gpu":
-        print(json.dumps({"cuda": False, "name": "", "free_mb": 0, "total_mb": 0}))
+        cuda = os.environ.get("FAKE_CUDA") == "1"
+        print(json.dumps({"cuda": cuda, "name": "Fake GPU" if cuda else "", "free_mb": 70000 if cuda else 0,
+                          "total_mb": 81559 if cuda else 0}))
         return 0
     return train(a) if a.cmd == "train" else evaluate(a)
 

@@ -107,12 +107,15 @@ def test_start_plot_stop_finish_compare_adopt(ui):
     assert active.adapter.endswith("best") and active.base == "tiny" and active.metrics["strict"] == 0.5
 
 
-def test_reopening_follows_the_running_job(ui):
+def test_reopening_follows_the_running_job(ui, monkeypatch):
     from app.retrain import open_retrain_dialog
 
+    monkeypatch.setenv("FAKE_CUDA", "1")
     root, services = ui
     dlg = open_retrain_dialog(root, services, launcher=FAKE)
     pump(root, lambda: str(dlg.start_button["state"]) == "normal")
+    assert "Fake GPU" in dlg.gpu_label["text"] and "70000" in dlg.gpu_label["text"]
+    assert set(dlg.recipe_box["values"]) >= {"smoke-cpu", "tqts-default"}   # a GPU offers every recipe
     dlg.steps_var.set("1000")
     dlg.start_button.invoke()
     pump(root, lambda: len(dlg.rows) >= 1)
