@@ -134,3 +134,33 @@ def test_settings_parse_changes(settings):
     assert errors and errors[0].startswith("temperature")
     _, errors = parse_changes(settings, {"chunk_size": "100", "chunk_overlap": "200"})
     assert errors == ["chunk_overlap: must be smaller than chunk_size"]
+
+
+def test_settings_dialog_saves_to_file(make_app):
+    import yaml
+
+    from tests.fakes import pump
+
+    app = make_app()
+    app.open_settings()
+    assert pump(app.root, lambda: any(w.winfo_class() == "Toplevel" for w in app.root.winfo_children()))
+    dialog = next(w for w in app.root.winfo_children() if w.winfo_class() == "Toplevel")
+    dialog.vars["top_k"].set("9")
+    dialog.vars["ui_language"].set("en")
+    dialog.vars["temperature"].set("hot")
+    assert dialog.save() is None and "temperature" in dialog.error.cget("text")
+    dialog.vars["temperature"].set("0.7")
+    assert dialog.save() == {"top_k": 9, "ui_language": "en", "temperature": 0.7}
+    saved = yaml.safe_load(app.settings.path.read_text(encoding="utf-8"))
+    assert saved["top_k"] == 9 and saved["ui_language"] == "en" and saved["temperature"] == 0.7
+
+
+def test_english_ui_and_retrain_fallback(make_app, settings, monkeypatch):
+    import sys
+
+    settings.set("ui_language", "en", persist=False)
+    app = make_app()
+    assert app.chat.ask_button.cget("text") == "Ask"
+    monkeypatch.setitem(sys.modules, "app.retrain", None)  # import fails -> a status line, no crash
+    app.open_retrain()
+    assert "Retraining is unavailable" in app.status_var.get()
