@@ -28,12 +28,12 @@ log = logging.getLogger(__name__)
 
 #: Built-in strings; assets/strings_<lang>.json keys with the same name win when present.
 STRINGS = {
-    "zh": {"voice.talk": "🎤 说话 (F9)", "voice.stop_talk": "■ 结束 (F9)",
+    "zh": {"voice.talk": "说话 (F9)", "voice.stop_talk": "■ 结束 (F9)",
            "voice.listening": "正在听…", "voice.loading": "正在加载语音模型…",
            "voice.speak_answers": "朗读回答", "voice.stop_speaking": "停止朗读",
            "voice.no_model": "语音输入不可用：没有语音模型", "voice.no_mic": "语音输入不可用：没有麦克风",
            "voice.heard_nothing": "没有听清，请再说一次"},
-    "en": {"voice.talk": "🎤 Talk (F9)", "voice.stop_talk": "■ Stop (F9)",
+    "en": {"voice.talk": "Talk (F9)", "voice.stop_talk": "■ Stop (F9)",
            "voice.listening": "Listening…", "voice.loading": "Loading the speech model…",
            "voice.speak_answers": "Speak answers", "voice.stop_speaking": "Stop speaking",
            "voice.no_model": "Voice input off: no speech model", "voice.no_mic": "Voice input off: no microphone",
@@ -114,17 +114,18 @@ class VoiceControls(ttk.Frame):
 
     # -- layout ------------------------------------------------------------------------------
     def _build(self) -> None:
+        """Compact, for the slot beside the question box: two buttons, the switch, the status."""
         self.talk_button = ttk.Button(self, text=self.tr("voice.talk"), command=self.toggle)
-        self.talk_button.grid(row=0, column=0, padx=(0, 4))
+        self.talk_button.grid(row=0, column=0, sticky="ew")
+        self.stop_button = ttk.Button(self, text=self.tr("voice.stop_speaking"), command=self.stop_speaking)
+        self.stop_button.grid(row=0, column=1, sticky="ew", padx=(3, 0))
         self.speak_var = tk.BooleanVar(self, value=bool(self.settings.tts_enabled))
         self.speak_check = ttk.Checkbutton(self, text=self.tr("voice.speak_answers"),
                                            variable=self.speak_var, command=self._on_speak_toggled)
-        self.speak_check.grid(row=0, column=1, padx=4)
-        self.stop_button = ttk.Button(self, text=self.tr("voice.stop_speaking"), command=self.stop_speaking)
-        self.stop_button.grid(row=0, column=2, padx=4)
+        self.speak_check.grid(row=1, column=0, columnspan=2, sticky="w", pady=(2, 0))
         self.status_var = tk.StringVar(self, value="")
-        self.status = ttk.Label(self, textvariable=self.status_var, wraplength=360, foreground="#555")
-        self.status.grid(row=1, column=0, columnspan=3, sticky="w")
+        self.status = ttk.Label(self, textvariable=self.status_var, wraplength=220, foreground="#555")
+        self.status.grid(row=2, column=0, columnspan=2, sticky="w")
         self.tooltip = _Tooltip(self.talk_button)
         self._status_tip = _Tooltip(self.status)
 
@@ -233,7 +234,7 @@ class VoiceControls(ttk.Frame):
         log.warning("voice: %s", message)
         if self.listening:
             self.stop_listening()
-        self.status_var.set(message)
+        self.status_var.set(message if len(message) <= 90 else message[:88] + "…")   # full: tooltip
         self._status_tip.text = message
 
     def shutdown(self) -> None:
