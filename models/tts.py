@@ -17,6 +17,7 @@ writes the WAV instead.
 """
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
 import contextlib
 import io
@@ -124,7 +125,17 @@ def _worker() -> _EngineWorker:
     with _WORKER_LOCK:
         if _WORKER is None:
             _WORKER = _EngineWorker()
+            atexit.register(_finish_speaking, 300.0)
         return _WORKER
+
+
+def _finish_speaking(timeout: float) -> None:
+    """At exit, let queued speech finish (the engine thread is a daemon), so a CLI that calls
+    ``speak()`` and returns is still heard. :meth:`Speaker.stop` first makes this immediate."""
+    try:
+        _worker().submit(lambda engine: None).result(timeout=timeout)
+    except Exception:  # noqa: BLE001 - exiting anyway
+        pass
 
 
 def _is_espeak(engine) -> bool:
