@@ -4,6 +4,8 @@ progress, ask, watch the answer stream while the UI keeps ticking, click a citat
 """
 from __future__ import annotations
 
+import gc
+
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,8 @@ def real_app(display, settings, tiny_qwen_dir):
     app = App(settings, services)
     yield app
     app.close(timeout=5)
+    del app
+    gc.collect()  # free Tk variables on this thread (a worker-thread GC would warn: not in mainloop)
 
 
 def test_drop_ingest_ask_cite_responsive(real_app, tmp_path):

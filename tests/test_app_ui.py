@@ -2,6 +2,8 @@
 streaming with folded reasoning, citations, refusal, first run, history, close."""
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 pytestmark = pytest.mark.gui
@@ -25,6 +27,8 @@ def make_app(display, settings):
     yield make
     for app in apps:
         app.close(timeout=2)
+    del apps[:]
+    gc.collect()  # free Tk variables on this thread (a worker-thread GC would warn: not in mainloop)
 
 
 def make_pdf(path, pages):
