@@ -85,10 +85,9 @@ class _RawLlama:
     name = "llama.cpp"
 
     def __init__(self, gguf: str, ctx: int):
-        from llama_cpp import Llama
+        from models.llamacpp_backend import load_llama  # same load parameters as the backend
 
-        n = os.cpu_count() or 1
-        self.llm = Llama(model_path=gguf, n_ctx=ctx, n_batch=512, n_threads=n, n_threads_batch=n, verbose=False)
+        self.llm = load_llama(gguf, n_ctx=ctx, threads=os.cpu_count() or 1)
 
     def stream(self, messages, *, gen=None, cancel=None):
         for c in self.llm.create_chat_completion(messages=messages, stream=True, max_tokens=gen.max_new_tokens,

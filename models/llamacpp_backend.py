@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from models.backend import BackendError, ChatBackend, GenerationSettings
@@ -56,6 +57,62 @@ def _import_llama():
     return Llama
 
 
+_PARAMS_LOCK = threading.Lock()
+
+
+def amx_build() -> bool:
+    """True when the installed llama.cpp was compiled with its AMX int8 matmul path.
+
+    On the 2-core Xeon (AMX) machines this project is tested on, that path segfaults in ``ggml_backend_amx_mul_mat``
+    on the first evaluation (Q4_K_M and Q4_1 files, llama-cpp-python 0.3.36 built with
+    ``GGML_NATIVE``), so :func:`load_llama` turns llama.cpp's extra buffer types off there.
+    """
+    import llama_cpp
+
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+
+
+@contextmanager
+def _extra_buffers(enabled: bool):
+    """Load models with llama.cpp's ``use_extra_bufts`` (AMX / weight repacking) on or off.
+
+    llama-cpp-python exposes no argument for it, so its default-params factory is wrapped
+    while the model loads (under a lock; the factory is only read at load time).
+    """
+    import llama_cpp.llama_cpp as C
+
+    if enabled:
+        yield
+        return
+    orig = C.llama_model_default_params
+
+    def params():
+        p = orig()
+        p.use_extra_bufts = False
+        return p
+
+    with _PARAMS_LOCK:
+        C.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            C.llama_model_default_params = orig
+
+
+def load_llama(path: str | Path, *, n_ctx: int, threads: int, **kw):
+    """``llama_cpp.Llama`` for ``path`` with ``threads`` for both prompt and decode, quiet,
+    and the AMX workaround of :func:`amx_build`. Used by the backend and by bench/generate.py.
+
+    Raises:
+        BackendError: llama-cpp-python is not installed.
+        ValueError: llama.cpp cannot load the file.
+    """
+    Llama = _import_llama()
+    with _extra_buffers(not amx_build()):
+        return Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads,
+                     n_threads_batch=threads, verbose=False, **kw)
+
+
 class LlamaCppBackend(ChatBackend):
     """Chat with a GGUF model through llama.cpp on the CPU.
 
@@ -90,10 +147,8 @@ class LlamaCppBackend(ChatBackend):
         self.name = name or (self.path.parent.name if self.path.name == "model.gguf" else self.path.stem)
         self.context_tokens = int(context_tokens or (settings.context_tokens if settings else 4096))
         self.threads = threads or os.cpu_count() or 1
-        Llama = _import_llama()
         try:
-            self._llm = Llama(model_path=str(self.path), n_ctx=self.context_tokens, n_batch=512,
-                              n_threads=self.threads, n_threads_batch=self.threads, verbose=False)
+            self._llm = load_llama(self.path, n_ctx=self.context_tokens, threads=self.threads)
         except (ValueError, RuntimeError) as e:
             raise BackendError(f"llama.cpp could not load {self.path}: {e}; is it a complete GGUF "
                                "file of a llama.cpp-supported architecture?") from None
