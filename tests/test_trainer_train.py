@@ -97,6 +97,17 @@ def test_smoke_sigterm_then_resume(tmp_path, tiny_qwen_dir):
     cfg = json.loads((run / "final" / "adapter_config.json").read_text(encoding="utf-8"))
     assert Path(cfg["base_model_name_or_path"]).resolve() == Path(tiny_qwen_dir).resolve()
     assert not (run / "final" / "training_args.bin").exists() and (run / "final" / "tokenizer.json").exists()
+    assert_registers(run / "final", tmp_path / "home", tiny_qwen_dir)
+
+
+def assert_registers(folder: Path, home: Path, base: Path) -> None:
+    """The output loads through models.registry.register_trained (when that module exists)."""
+    registry = pytest.importorskip("models.registry", reason="models.registry not written yet")
+    import settings as settings_mod
+
+    entry = registry.ModelRegistry(settings_mod.load(home)).register_trained(folder, name="smoke")
+    assert entry.kind == "trained" and Path(entry.adapter) == folder.resolve()
+    assert Path(entry.path).resolve() == Path(base).resolve()
 
 
 def write_recipe(path: Path, data: Path, **grpo) -> Path:
