@@ -209,7 +209,12 @@ class ChatPanel(ttk.Frame):
                                    self.app.services.answers.export_markdown(kb, path), on_event)
 
     def clear_history(self) -> None:
+        """Forget the conversation of the current knowledge base (asks first)."""
+        from tkinter import messagebox
+
         kb = self.app.kb_name
+        if not messagebox.askyesno(self.tr("chat.clear"), self.tr("chat.clear_confirm", kb=kb), parent=self):
+            return
         self.transcript.clear()
         self.app.dispatcher.submit("clear", lambda emit, cancel: self.app.services.answers.clear_history(kb),
                                    lambda kind, payload: kind == "failed" and self.app.show_error(payload))

@@ -101,6 +101,7 @@ class KBPanel(ttk.Frame):
                 self.kb_box.configure(values=names)
                 want = select or self.kb
                 self.select_kb(want if want in names else names[0], reload=bool(select) or want != self.kb)
+                self.app.refresh_status()
             elif kind == "failed":
                 self.app.show_error(payload)
         self.app.dispatcher.submit("kbs", lambda emit, cancel: self.app.services.kb.list_kbs(), on_event)

@@ -23,6 +23,17 @@ log = logging.getLogger(__name__)
 Handler = Callable[[str, object], None]
 
 
+def error_message(e: BaseException) -> str:
+    """One line for the user: the message of our own errors (they say what to do), else the
+    exception type with its message."""
+    from models.backend import BackendError
+
+    text = str(e).strip() or type(e).__name__
+    if isinstance(e, (BackendError, ValueError, OSError)):
+        return text
+    return f"{type(e).__name__}: {text}"
+
+
 @dataclass
 class Job:
     """A unit of background work.
@@ -94,7 +105,7 @@ class Dispatcher:
                 emit("finished", fn(emit, job.cancel))
             except Exception as e:  # noqa: BLE001 - every failure must reach the user
                 log.exception("job %s failed", name)
-                emit("failed", f"{type(e).__name__}: {e}" if not str(e).startswith(type(e).__name__) else str(e))
+                emit("failed", error_message(e))
 
         job.thread = threading.Thread(target=body, name=f"tqts-{name}-{job.id}", daemon=True)
         job.thread.start()

@@ -5,7 +5,6 @@ progress, ask, watch the answer stream while the UI keeps ticking, click a citat
 from __future__ import annotations
 
 import gc
-
 from pathlib import Path
 
 import pytest
