@@ -16,47 +16,13 @@ import tkinter as tk
 from pathlib import Path
 from tkinter import filedialog, messagebox, ttk
 
-from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
-
+from app.retrain_views import TEXT, ComparisonTable, HistoryTable, LivePanel, RewardPlot
 from app.worker import Dispatcher
 from trainer import jobs
+from trainer import jobs_report as report
 
 POLL_MS = 500
 DEFAULT_EVAL_LIMIT = 20
-
-#: Local UI strings (zh, en); assets/strings_*.json may override them with "retrain.<key>".
-TEXT = {
-    "title": ("重新训练（GRPO）", "Retrain (GRPO)"),
-    "setup": ("训练设置", "Setup"), "recipe": ("配方", "Recipe"), "model": ("基础模型", "Base model"),
-    "dataset": ("数据集", "Dataset"), "local": ("本地文件…", "Local file…"),
-    "steps": ("步数", "Steps"), "epochs": ("轮数", "Epochs"), "lora": ("LoRA 适配器", "LoRA adapter"),
-    "run_name": ("运行名称", "Run name"), "start": ("开始训练", "Start"), "stop": ("停止", "Stop"),
-    "gpu_check": ("正在检测 GPU…", "Checking the GPU…"),
-    "gpu": ("GPU：{name}，空闲显存 {free} MB / {total} MB", "GPU: {name}, {free} MB free of {total} MB"),
-    "no_gpu": ("未检测到 CUDA GPU：只能运行 CPU 冒烟配方（验证流程，不会提升模型）。",
-               "No CUDA GPU found: only the CPU smoke recipe can run (it proves the pipeline; "
-               "it does not improve the model)."),
-    "idle": ("尚未开始", "No run yet"), "progress": ("第 {step} / {total} 步", "Step {step} / {total}"),
-    "eta": ("剩余约 {eta}", "about {eta} left"),
-    "status": ("运行 {name}：{status}", "Run {name}: {status}"),
-    "sample": ("最新样本", "Latest completion"), "log": ("日志", "Log"),
-    "compare": ("对比（留出集）", "Compare (held-out split)"), "limit": ("题数", "Questions"),
-    "evaluate": ("评估", "Evaluate"), "use": ("使用此模型", "Use this model"),
-    "metric": ("指标", "Metric"), "base": ("基础", "Base"), "trained": ("训练后", "Trained"),
-    "history": ("历史运行", "Run history"),
-    "evaluating": ("正在评估基础模型与训练后模型…", "Evaluating base and trained model…"),
-    "adopted": ("已启用 {name}：下一个回答将由它生成。", "Now answering with {name}."),
-    "no_ckpt": ("这个运行没有检查点可用。", "This run has no checkpoint to use."),
-    "keeps_running": ("训练仍在后台运行；重新打开此窗口即可继续查看。",
-                      "Training keeps running in the background; reopen this dialog to follow it."),
-    "error": ("出错", "Error"),
-    "starting": ("启动中", "starting"), "running": ("训练中", "running"),
-    "stopping": ("停止中", "stopping"), "stopped": ("已停止", "stopped"),
-    "finished": ("已完成", "finished"), "failed": ("失败", "failed"),
-}
-METRIC_NAMES = {"strict": "strict accuracy", "lenient": "lenient accuracy", "format_rate": "format rate"}
 
 
 def open_retrain_dialog(root, services, *, launcher: list[str] | None = None) -> RetrainDialog:
@@ -80,20 +46,6 @@ def open_retrain_dialog(root, services, *, launcher: list[str] | None = None) ->
     return dlg
 
 
-def _fmt(value) -> str:
-    return "—" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
-
-
-def _printable(text: str) -> str:
-    """``text`` with control characters (a random model's output may hold them) shown as "·"."""
-    return "".join(ch if ch.isprintable() or ch in "\n\t" else "·" for ch in text)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 class RetrainDialog(tk.Toplevel):
     """The dialog. Attributes used by tests: ``start_button``, ``stop_button``, ``use_button``,
     ``evaluate_button``, ``job`` (the followed :class:`trainer.jobs.TrainingJob`), ``rows``
@@ -105,13 +57,20 @@ class RetrainDialog(tk.Toplevel):
         self.launcher = launcher
         lang = getattr(self.settings, "ui_language", "zh")
         self._lang = 0 if lang == "zh" else 1
+        try:
+            from app.i18n import Strings
+
+            self._strings = Strings(lang)
+        except ImportError:  # strings are optional: the built-in TEXT is complete
+            self._strings = None
         self.title(self.t("title"))
         self.geometry("1180x800")
         self.job: jobs.TrainingJob | None = None
         self.rows: list[dict] = []
         self.comparison: dict | None = None
         self.gpu: dict | None = None
-        self._eval: jobs.EvalJob | None = None
+        self.recipes: list[dict] = []
+        self._eval: report.EvalJob | None = None
         self._busy = ""            # "stopping" | "evaluating" | "adopting" | ""
         self._closed = False
         self._was_live = False
@@ -127,12 +86,9 @@ class RetrainDialog(tk.Toplevel):
     def t(self, key: str, **kw) -> str:
         """The UI string ``key`` in the settings' language."""
         text = TEXT[key][self._lang]
-        try:
-            from app.i18n import Strings
-
-            text = Strings(("zh", "en")[self._lang])._table.get(f"retrain.{key}", text)
-        except Exception:  # noqa: BLE001 - strings are optional
-            pass
+        if self._strings is not None:        # assets/strings_*.json may override "retrain.<key>"
+            override = self._strings(f"retrain.{key}")
+            text = text if override == f"retrain.{key}" else override
         return text.format(**kw) if kw else text
 
     # -- layout ------------------------------------------------------------------------
@@ -188,34 +144,14 @@ class RetrainDialog(tk.Toplevel):
         return f
 
     def _build_plot(self, parent) -> ttk.Frame:
-        f = ttk.Frame(parent)
-        self.figure = Figure(figsize=(6.4, 4.4), dpi=100, layout="constrained")
-        self.ax_reward = self.figure.add_subplot(2, 1, 1)
-        self.ax_acc = self.figure.add_subplot(2, 1, 2, sharex=self.ax_reward)
-        self.canvas = FigureCanvasTkAgg(self.figure, master=f)
-        self.canvas.get_tk_widget().pack(fill="both", expand=True)
-        self._redraw()
-        return f
+        self.plot = RewardPlot(parent)
+        self.ax_reward, self.ax_acc = self.plot.ax_reward, self.plot.ax_acc
+        return self.plot
 
     def _build_live(self, parent) -> ttk.Frame:
-        f = ttk.Frame(parent, padding=(6, 0, 0, 0))
-        f.columnconfigure(0, weight=1)
-        self.status_label = ttk.Label(f, text=self.t("idle"), font=("TkDefaultFont", 11, "bold"))
-        self.status_label.grid(row=0, column=0, sticky="w")
-        self.progress_bar = ttk.Progressbar(f, mode="determinate", maximum=1.0)
-        self.progress_bar.grid(row=1, column=0, sticky="ew", pady=4)
-        self.eta_label = ttk.Label(f, text="")
-        self.eta_label.grid(row=2, column=0, sticky="w")
-        ttk.Label(f, text=self.t("sample")).grid(row=3, column=0, sticky="w", pady=(6, 0))
-        self.sample_text = tk.Text(f, height=7, wrap="word", state="disabled", relief="solid", bd=1)
-        self.sample_text.grid(row=4, column=0, sticky="nsew")
-        ttk.Label(f, text=self.t("log")).grid(row=5, column=0, sticky="w", pady=(6, 0))
-        self.log_text = tk.Text(f, height=9, wrap="none", state="disabled", relief="solid", bd=1,
-                                font=("TkFixedFont", 9))
-        self.log_text.grid(row=6, column=0, sticky="nsew")
-        f.rowconfigure(4, weight=1)
-        f.rowconfigure(6, weight=2)
-        return f
+        self.live = LivePanel(parent, self.t)
+        self.sample_text, self.log_text = self.live.sample_text, self.live.log_text
+        return self.live
 
     def _build_compare(self, parent) -> ttk.LabelFrame:
         f = ttk.LabelFrame(parent, text=self.t("compare"), padding=6)
@@ -229,12 +165,7 @@ class RetrainDialog(tk.Toplevel):
         self.evaluate_button.pack(side="left", padx=4)
         self.use_button = ttk.Button(top, text=self.t("use"), command=self.adopt, state="disabled")
         self.use_button.pack(side="left")
-        self.compare_tree = ttk.Treeview(f, columns=("base", "trained"), height=3)
-        self.compare_tree.heading("#0", text=self.t("metric"))
-        self.compare_tree.heading("base", text=self.t("base"))
-        self.compare_tree.heading("trained", text=self.t("trained"))
-        for col, width in (("#0", 130), ("base", 80), ("trained", 80)):
-            self.compare_tree.column(col, width=width, anchor="w" if col == "#0" else "e")
+        self.compare_tree = ComparisonTable(f, self.t)
         self.compare_tree.pack(fill="both", expand=True, pady=(4, 0))
         self.message_label = ttk.Label(f, text="", wraplength=330, foreground="#155")
         self.message_label.pack(fill="x", pady=(4, 0))
@@ -242,13 +173,7 @@ class RetrainDialog(tk.Toplevel):
 
     def _build_history(self, parent) -> ttk.LabelFrame:
         f = ttk.LabelFrame(parent, text=self.t("history"), padding=6)
-        cols = ("status", "steps", "reward", "best_acc", "strict", "model", "started")
-        self.history = ttk.Treeview(f, columns=cols, height=5)
-        self.history.heading("#0", text="run")
-        self.history.column("#0", width=130)
-        for col, width in zip(cols, (70, 60, 60, 70, 60, 160, 120), strict=True):
-            self.history.heading(col, text=col.replace("_", " "))
-            self.history.column(col, width=width, anchor="w")
+        self.history = HistoryTable(f, self.t)
         self.history.pack(fill="both", expand=True)
         self.history.bind("<<TreeviewSelect>>", lambda e: self._history_chosen())
         return f
@@ -290,7 +215,7 @@ class RetrainDialog(tk.Toplevel):
             self.dataset_var.set(path)
 
     def _probe_gpu(self) -> None:
-        self.dispatcher.submit("retrain-gpu", lambda emit, cancel: jobs.gpu_info(
+        self.dispatcher.submit("retrain-gpu", lambda emit, cancel: report.gpu_info(
             self.settings, launcher=self.launcher), self._gpu_event)
 
     def _gpu_event(self, kind: str, payload) -> None:
@@ -351,16 +276,17 @@ class RetrainDialog(tk.Toplevel):
         self._message(self.t("evaluating"))
 
         def work(emit, cancel):
-            self._eval = jobs.EvalJob.start(self.settings, output=job.run_dir / "compare.json",
+            self._eval = report.EvalJob.start(self.settings, output=job.run_dir / "compare.json",
                                             limit=limit, launcher=self.launcher, **kw)
             raw = self._eval.result()
-            result = {**jobs.comparison(raw, kw["model"], kw["adapter"]), "limit": limit,
+            result = {**report.comparison(raw, kw["model"], kw["adapter"]), "limit": limit,
                       "data": kw["data"]}
             (job.run_dir / "compare.json").write_text(json.dumps(result, ensure_ascii=False),
                                                       encoding="utf-8")
             return result
 
-        self.dispatcher.submit("retrain-eval", work, self._eval_event)
+        self.dispatcher.submit("retrain-eval", work,
+                               lambda kind, payload: self._eval_event(job, kind, payload))
         self._update_buttons()
 
     def _eval_args(self, job, ckpt: Path) -> dict:
@@ -376,11 +302,11 @@ class RetrainDialog(tk.Toplevel):
                 "compare": base, "data": data, "split": recipe.get("eval_split") or "",
                 "max_new_tokens": recipe.get("eval_max_new_tokens")}
 
-    def _eval_event(self, kind: str, payload) -> None:
+    def _eval_event(self, job, kind: str, payload) -> None:
         self._eval = None
         if kind == "failed":
             self._message(str(payload), error=True)
-        elif kind == "finished":
+        elif kind == "finished" and self.job is job:        # else another run is shown now
             self._show_comparison(payload)
             self._message("")
         self._done_busy()
@@ -437,8 +363,8 @@ class RetrainDialog(tk.Toplevel):
         self._show_comparison(json.loads((job.run_dir / "compare.json").read_text(encoding="utf-8"))
                               if (job.run_dir / "compare.json").is_file() else None)
         self._was_live = job.status() not in jobs.FINAL_STATUSES
-        self._show_sample(job.latest_sample())
-        self._set_text(self.log_text, job.log_tail(40), end=True)
+        self.live.show_sample(job.latest_sample())
+        self.live.show_log(job.log_tail(40))
         self._tick(schedule=False)
 
     def _tick(self, schedule: bool = True) -> None:
@@ -455,8 +381,8 @@ class RetrainDialog(tk.Toplevel):
             status = job.status()
             self._show_status(job, status)
             if self._was_live:
-                self._show_sample(job.latest_sample())
-                self._set_text(self.log_text, job.log_tail(40), end=True)
+                self.live.show_sample(job.latest_sample())
+                self.live.show_log(job.log_tail(40))
             if status in jobs.FINAL_STATUSES and self._was_live:
                 self._was_live = False
                 self._run_ended(status)
@@ -466,66 +392,26 @@ class RetrainDialog(tk.Toplevel):
 
     def _run_ended(self, status: str) -> None:
         self._refresh_history()
+        if status == "failed":
+            error = self.job.info().get("error") or self.job.log_tail(1)
+            self._message(f"{self.t('failed')}: {error}", error=True)
         if status == "finished" and self.comparison is None and self.job.checkpoint() is not None:
             self.evaluate()
 
     def _show_status(self, job, status: str) -> None:
         last = self.rows[-1] if self.rows else {}
-        step, total = last.get("step", 0), last.get("total_steps") or 0
-        text = self.t("status", name=job.name, status=self.t(status) if status in TEXT else status)
-        if total:
-            text += "  ·  " + self.t("progress", step=step, total=total)
-            self.progress_bar.configure(value=step / total)
-        self.status_label.configure(text=text)
-        eta = jobs.eta_seconds(self.rows) if status == "running" else None
-        self.eta_label.configure(text=self.t("eta", eta=_duration(eta)) if eta is not None else "")
-
-    def _show_sample(self, sample: dict | None) -> None:
-        if sample:
-            prompt = str(sample.get("prompt", "")).lstrip("\ufffd")
-            prompt = prompt if len(prompt) < 160 else prompt[:157] + "…"
-            text = (f"step {sample.get('step')}  ·  reward {_fmt(sample.get('reward'))}\n"
-                    f"» {prompt}\n\n{_printable(str(sample.get('completion', '')))}")
-            self._set_text(self.sample_text, text)
+        eta = report.eta_seconds(self.rows) if status == "running" else None
+        self.live.show_status(job.name, status, last.get("step", 0), last.get("total_steps") or 0, eta)
 
     def _show_comparison(self, comparison: dict | None) -> None:
         self.comparison = comparison
-        self.compare_tree.delete(*self.compare_tree.get_children())
-        for key in jobs.METRICS if comparison else ():
-            base, trained = comparison["base"].get(key), comparison["trained"].get(key)
-            self.compare_tree.insert("", "end", text=METRIC_NAMES[key],
-                                     values=(_fmt(base), _fmt(trained)))
+        self.compare_tree.show(comparison)
 
     def _redraw(self) -> None:
-        ax_r, ax_a = self.ax_reward, self.ax_acc
-        ax_r.clear()
-        ax_a.clear()
-        for name, (xs, ys) in jobs.reward_series(self.rows).items():
-            ax_r.plot(xs, ys, marker="o", markersize=3, lw=2.2 if name == "reward" else 1.2,
-                      label="total" if name == "reward" else name)
-        xs, ys = jobs.accuracy_series(self.rows)
-        ax_a.plot(xs, ys, marker="o", color="tab:green")
-        ax_r.set_ylabel("mean reward")
-        ax_a.set_ylabel("eval accuracy")
-        ax_a.set_xlabel("step")
-        ax_a.set_ylim(-0.05, 1.05)
-        ax_a.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if ax_r.lines:
-            ax_r.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.01), ncols=3,
-                        frameon=False, borderaxespad=0)
-        for ax in (ax_r, ax_a):
-            ax.grid(alpha=0.3)
-        if self.canvas.get_tk_widget().winfo_width() > 50:    # not before the first layout
-            self.canvas.draw_idle()
+        self.plot.show(self.rows)
 
     def _refresh_history(self) -> None:
-        self.history.delete(*self.history.get_children())
-        for r in jobs.list_runs(self.settings):
-            steps = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
-            self.history.insert("", "end", iid=str(r.path), text=r.name, values=(
-                self.t(r.status) if r.status in TEXT else r.status, steps, _fmt(r.last_reward),
-                _fmt(r.best_accuracy), _fmt(r.final_eval.get("strict")), Path(r.model).name,
-                r.started[:16].replace("T", " ")))
+        self.history.show(jobs.list_runs(self.settings))
 
     def _history_chosen(self) -> None:
         sel = self.history.selection()
@@ -538,9 +424,9 @@ class RetrainDialog(tk.Toplevel):
         return self.job is not None and self.job.status() in ("starting", "running", "stopping")
 
     def _update_buttons(self) -> None:
-        live, ready = self._live(), self.gpu is not None and bool(getattr(self, "recipes", []))
+        live, ready = self._live(), self.gpu is not None and bool(self.recipes)
         has_ckpt = self.job is not None and not live and self.job.checkpoint() is not None
-        states = {self.start_button: ready and not live,
+        states = {self.start_button: ready and not live and not self._busy,
                   self.stop_button: live and self._busy != "stopping",
                   self.evaluate_button: has_ckpt and not self._busy,
                   self.use_button: has_ckpt and not self._busy}
@@ -550,17 +436,6 @@ class RetrainDialog(tk.Toplevel):
     def _message(self, text: str, error: bool = False) -> None:
         self.message = text
         self.message_label.configure(text=text, foreground="#a00" if error else "#155")
-
-    @staticmethod
-    def _set_text(widget: tk.Text, text: str, end: bool = False) -> None:
-        if widget.get("1.0", "end-1c") == text:
-            return
-        widget.configure(state="normal")
-        widget.delete("1.0", "end")
-        widget.insert("1.0", text)
-        widget.configure(state="disabled")
-        if end:
-            widget.see("end")
 
     def close(self, notify: bool = False) -> None:
         """Close the dialog; a running job keeps going (``notify``: say so in a message box);

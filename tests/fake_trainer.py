@@ -4,7 +4,7 @@ same SIGINT behaviour (stop after the current step with a checkpoint), no torch.
 
 Knobs (environment): FAKE_STEP_SECONDS (default 0.2), FAKE_IGNORE_SIGINT=1 (to test the kill),
 FAKE_SPLIT_LINES=1 (write each progress line in two flushes with a pause between them),
-FAKE_CUDA=1 (``gpu --json`` reports a GPU).
+FAKE_CUDA=1 (``gpu --json`` reports a GPU), FAKE_FAIL=MESSAGE (the run fails with it).
 Run: ``python tests/fake_trainer.py train --recipe R --model M --output DIR [--max-steps N]``.
 """
 from __future__ import annotations
@@ -48,6 +48,11 @@ def train(a) -> int:
     meta = {"args": vars(a), "recipe": a.recipe, "model": a.model, "pid": os.getpid(),
             "status": "running", "started": _now(), "ended": None, "output": "lora"}
     _save(run, meta)
+    if os.environ.get("FAKE_FAIL"):
+        print(f"training failed: {os.environ['FAKE_FAIL']}", file=sys.stderr)
+        meta.update(status="failed", error=os.environ["FAKE_FAIL"], ended=_now())
+        _save(run, meta)
+        return 1
     delay = float(os.environ.get("FAKE_STEP_SECONDS", "0.2"))
     step = 0
     with open(run / "progress.jsonl", "a", encoding="utf-8") as prog, \

@@ -131,3 +131,19 @@ def test_reopening_follows_the_running_job(ui, monkeypatch):
     pump(root, lambda: again.job.status() == "stopped")
     dlg.job.proc.wait(10)
     again.close()
+
+
+def test_a_failed_run_says_why_and_offers_nothing_to_adopt(ui, monkeypatch):
+    from app.retrain import open_retrain_dialog
+
+    monkeypatch.setenv("FAKE_FAIL", "FileNotFoundError: no data at /nowhere.jsonl")
+    root, services = ui
+    dlg = open_retrain_dialog(root, services, launcher=FAKE)
+    pump(root, lambda: str(dlg.start_button["state"]) == "normal")
+    dlg.dataset_var.set("/nowhere.jsonl")
+    dlg.start_button.invoke()
+    pump(root, lambda: dlg.job.status() == "failed" and dlg.message)
+    assert "/nowhere.jsonl" in dlg.message
+    assert str(dlg.use_button["state"]) == "disabled" and str(dlg.start_button["state"]) == "normal"
+    assert "/nowhere.jsonl" in (dlg.job.run_dir / "train.log").read_text()   # the argument list reached it
+    dlg.close()

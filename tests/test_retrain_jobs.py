@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from trainer import jobs
+from trainer import jobs_report as report
 
 FAKE = [sys.executable, str(Path(__file__).with_name("fake_trainer.py"))]
 
@@ -63,9 +64,9 @@ def test_run_completes_and_history_has_its_numbers(settings, recipe, monkeypatch
     assert job.checkpoint() == job.run_dir / "best"
     assert "step 4/4" in job.log_tail(3)
     assert job.latest_sample()["step"] == 4
-    series = jobs.reward_series(rows)
+    series = report.reward_series(rows)
     assert set(series) == {"reward", "accuracy", "format"} and series["reward"][0] == [1, 2, 3, 4]
-    assert jobs.accuracy_series(rows) == ([2, 4], [0.5, 1.0])
+    assert report.accuracy_series(rows) == ([2, 4], [0.5, 1.0])
     [info] = jobs.list_runs(settings)
     assert (info.name, info.status, info.step, info.total_steps, info.best_accuracy) == \
         ("r1", "finished", 4, 4, 1.0)
@@ -120,13 +121,13 @@ def test_dead_run_reads_as_failed(settings, tmp_path):
 
 
 def test_eval_job_parses_the_comparison(settings, tmp_path):
-    ev = jobs.EvalJob.start(settings, "trained", "data.jsonl", tmp_path / "compare.json",
+    ev = report.EvalJob.start(settings, "trained", "data.jsonl", tmp_path / "compare.json",
                             adapter="x/best", compare="base", limit=3, launcher=FAKE)
     res = ev.result(timeout=60)
-    cmp = jobs.comparison(res, "trained", "x/best")
+    cmp = report.comparison(res, "trained", "x/best")
     assert cmp["trained"] == {"strict": 0.5, "lenient": 0.75, "format_rate": 1.0}
     assert cmp["base"]["strict"] == 0.25
-    bad = jobs.EvalJob.start(settings, "m", "d", tmp_path / "x.json", launcher=[sys.executable, "-c",
+    bad = report.EvalJob.start(settings, "m", "d", tmp_path / "x.json", launcher=[sys.executable, "-c",
                                                                               "import sys; print('boom'); sys.exit(3)"])
     with pytest.raises(RuntimeError, match="boom"):
         bad.result(timeout=60)
@@ -137,7 +138,7 @@ def test_comparison_reads_a_list_of_reports_in_any_order():
     mine = {"model": "m", "adapter": "r/best", "strict_accuracy": 0.4, "lenient_accuracy": 0.5,
             "format_rate": 0.6}
     for result in ([base, mine], {"reports": [mine, base]}):
-        cmp = jobs.comparison(result, "m", "r/best")
+        cmp = report.comparison(result, "m", "r/best")
         assert cmp == {"trained": {"strict": 0.4, "lenient": 0.5, "format_rate": 0.6},
                        "base": {"strict": 0.1, "lenient": 0.2, "format_rate": 0.3}}
 
@@ -148,5 +149,5 @@ def test_unknown_recipe_lists_the_known_ones():
 
 
 def test_gpu_info_without_a_gpu_says_so(settings):
-    info = jobs.gpu_info(settings, launcher=FAKE)
+    info = report.gpu_info(settings, launcher=FAKE)
     assert info["cuda"] is False
