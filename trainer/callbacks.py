@@ -77,7 +77,7 @@ class ProgressCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kw):
         logs = logs or {}
-        if "reward" not in logs:  # e.g. the final train_runtime summary
+        if "reward" not in logs or not state.is_world_process_zero:  # e.g. the train_runtime summary
             return
         rec = self.record(logs, state)
         self._step_times = []
@@ -181,8 +181,12 @@ class EvalCallback(TrainerCallback):
         """Save the current weights to best/ (replacing the previous best)."""
         best = self.run_dir / "best"
         tmp = self.run_dir / "best.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.trainer.save_model(str(tmp))
+        main = self.trainer.is_world_process_zero()
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.trainer.save_model(str(tmp))  # every process: sharded setups gather the weights
+        if not main:
+            return
         (tmp / "training_args.bin").unlink(missing_ok=True)  # pickle; not needed to load the weights
         (tmp / "best.json").write_text(json.dumps(
             {"step": step, **{k: v for k, v in report.items() if k != "rows"}}, indent=1), encoding="utf-8")

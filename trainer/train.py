@@ -132,8 +132,15 @@ def peak_memory() -> dict:
     return out
 
 
+def is_main_process() -> bool:
+    """True in the rank-0 process (or without ``accelerate launch``): only it writes run files."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def write_run_json(run_dir: Path, info: dict) -> None:
-    """Write run.json atomically (temp file + rename)."""
+    """Write run.json atomically (temp file + rename); rank 0 only."""
+    if not is_main_process():
+        return
     tmp = run_dir / "run.json.tmp"
     tmp.write_text(json.dumps(info, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     tmp.replace(run_dir / "run.json")
@@ -174,7 +181,7 @@ def build_trainer(recipe, model_path: str, run_dir: Path, on_cpu: bool, args):
     funcs = get_reward_funcs(list(recipe.rewards))
     trainer = GRPOTrainer(model=model_path, reward_funcs=funcs, args=config,
                           train_dataset=Dataset.from_list(train), processing_class=tok,
-                          peft_config=peft_config(recipe), callbacks=[guard, stop, progress])
+                          peft_config=peft_config(recipe), callbacks=[progress, guard, stop])
     trainer.remove_callback(PrinterCallback)
     progress.trainer = guard.trainer = trainer
     return trainer, {"progress": progress, "eval": guard, "stop": stop}
