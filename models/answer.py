@@ -191,9 +191,9 @@ class AnswerService:
                                                            history=[h for h in history if not h.get("refused")])
             yield AnswerEvent("sources", data=result.sources)
             yield from self._generate(backend, messages, result, cancel)
-        except (BackendError, OSError, RuntimeError, ValueError) as e:
-            result.error = str(e)
-            yield AnswerEvent("error", text=str(e))
+        except (BackendError, OSError, RuntimeError, ValueError, KeyError) as e:
+            result.error = str(e).strip("'\"") if isinstance(e, KeyError) else str(e)
+            yield AnswerEvent("error", text=result.error)
             yield AnswerEvent("done", data=result)
             return
         result.cited = prompts.cited_numbers(result.answer, len(result.sources))
@@ -211,6 +211,8 @@ class AnswerService:
     def _generate(self, backend: ChatBackend, messages: list[dict], result: AnswerResult,
                   cancel: threading.Event | None) -> Iterator[AnswerEvent]:
         parser, raw = prompts.TagStreamParser(), []
+        if hasattr(backend, "last_completion_tokens"):
+            backend.last_completion_tokens = None
         start = time.perf_counter()
         first = None
         gen = GenerationSettings.from_settings(self.settings)
@@ -226,7 +228,8 @@ class AnswerService:
         if not result.answer and result.reasoning:  # "<think>" never closed: show it as the answer
             result.answer = result.reasoning
             yield AnswerEvent("answer", text=result.answer)
-        tokens = backend.count_tokens("".join(raw)) if raw else 0
+        tokens = getattr(backend, "last_completion_tokens", None) or (
+            backend.count_tokens("".join(raw)) if raw else 0)
         result.timings.update(
             ttft_ms=round((first - start) * 1000, 1) if first else None, tokens=tokens,
             tok_per_s=round((tokens - 1) / (end - first), 2) if first and tokens > 1 and end > first else None)

@@ -130,3 +130,51 @@ def create_in_ollama(folder: str | Path, name: str, settings) -> None:
                       parameters={"stop": ["<|im_end|>", "<|endoftext|>"]})
     except Exception as e:  # noqa: BLE001 - mapped to one clear message
         raise explain(e, settings.ollama_host, name) from None
+
+
+def ollama_name(name: str) -> str:
+    """An Ollama model name: lowercase ASCII letters, digits, ``.-_`` (others become ``-``)."""
+    import re
+
+    return re.sub(r"[^a-z0-9._\-]+", "-", name.lower()).strip("-.") or "tqts-model"
+
+
+def export_model(model_dir: str, adapter: str, out: str | Path, settings, name: str) -> tuple[str, bool]:
+    """Write a merged safetensors folder + Modelfile to ``out``; create it in Ollama if reachable.
+
+    Args:
+        model_dir: HF folder (or cached hub id) of the base model.
+        adapter: LoRA adapter folder merged into the weights (peft ``merge_and_unload``), or "".
+        out: output folder (created).
+        name: model name; made Ollama-safe.
+
+    Returns:
+        (ollama model name, created?) — False when the server is not running.
+
+    Raises:
+        BackendError: the model or adapter cannot be loaded.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out, tag = Path(out), ollama_name(name)
+    kw = {"trust_remote_code": False, "local_files_only": True}
+    try:
+        tok = AutoTokenizer.from_pretrained(model_dir, **kw)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True, **kw)
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    except (OSError, ValueError) as e:
+        raise BackendError(f"cannot load {model_dir} {adapter}: {e}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    (out / "Modelfile").write_text(modelfile(settings=settings), encoding="utf-8")
+    try:
+        create_in_ollama(out, tag, settings)
+    except BackendError as e:
+        if "not reachable" in str(e):
+            return tag, False
+        raise
+    return tag, True
