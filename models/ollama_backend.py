@@ -62,6 +62,7 @@ class OllamaBackend(ChatBackend):
         self.name = f"ollama:{self.model}"
         self.context_tokens = int(settings.context_tokens)
         self._client = _client(self.host)
+        self.last_completion_tokens: int | None = None  # eval_count of the last stream()
 
     def check(self) -> dict:
         """Ask the server about the model (``/api/show``); set context_tokens from its info.
@@ -98,6 +99,7 @@ class OllamaBackend(ChatBackend):
                 if delta:
                     yield delta
                 if part.done:
+                    self.last_completion_tokens = part.eval_count
                     return
         except BackendError:
             raise
