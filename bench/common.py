@@ -194,3 +194,41 @@ def resolve_embedder(name: str | None, workdir: Path) -> str | None:
     if name == "minilm":
         return str(OFFLINE / "all-MiniLM-L6-v2")
     return name
+
+
+class HashEmbedder:
+    """A cheap stand-in embedder: feature hashing of character bigrams into ``dim`` buckets
+    (CRC32, stable across runs), rows L2-normalised. No model, ~0.1 ms per 500-char chunk.
+
+    For latency runs at 100k chunks on 2 cores, where a real model would take hours to embed
+    the corpus: the vectors have the real dimension (384, as MiniLM / bge-small), so the ANN
+    lookup costs the same; their quality is irrelevant to latency. Implements what
+    ``KnowledgeBaseService(embedder=...)`` needs: ``model_name``, ``dimension``,
+    ``encode_documents``, ``encode_query``.
+    """
+
+    def __init__(self, dim: int = 384):
+        self.dim = dim
+        self.model_name = f"bench-hash-bigram-{dim}"
+
+    @property
+    def dimension(self) -> int:
+        return self.dim
+
+    def encode_documents(self, texts: list[str]):
+        """(len(texts), dim) float32, rows L2-normalised."""
+        import zlib
+
+        import numpy as np
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            t = t.lower()
+            idx = [zlib.crc32(t[j:j + 2].encode("utf-8")) % self.dim for j in range(max(len(t) - 1, 1))]
+            np.add.at(out[i], idx, 1.0)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-9)
+
+    def encode_query(self, query: str):
+        """(dim,) float32."""
+        return self.encode_documents([query])[0]
