@@ -215,13 +215,30 @@ class Speaker:
     def _save_job(self, engine, text: str, path: Path, lang: str) -> Path:
         if engine is not None:
             self._configure(engine, lang)
-            with contextlib.redirect_stdout(io.StringIO()):   # pyttsx3 prints "Audio saved to"
-                engine.save_to_file(text, str(path))
-                engine.runAndWait()
-            if path.is_file() and path.stat().st_size > 44:
+            path.unlink(missing_ok=True)
+            if self._pyttsx3_save(engine, text, path) and path.is_file() and path.stat().st_size > 44:
                 return path
             log.warning("pyttsx3 wrote no audio to %s; trying the espeak-ng program", path)
         return espeak_cli_save(text, path, lang, int(self.settings.tts_rate))
+
+    @staticmethod
+    def _pyttsx3_save(engine, text: str, path: Path) -> bool:
+        """save_to_file + runAndWait, then (espeak driver) wait for "finished-utterance".
+
+        pyttsx3 2.99's espeak driver ends runAndWait as soon as synthesis *starts* (espeak-ng
+        synthesizes asynchronously in retrieval mode) and writes the WAV from the callback
+        later, printing "Audio saved to ..." on stdout. Waiting for the event makes the file
+        complete on return; stdout is redirected meanwhile so a CLI's JSON output stays clean.
+        """
+        done = threading.Event()
+        token = engine.connect("finished-utterance", lambda **kw: done.set())
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                engine.save_to_file(text, str(path))
+                engine.runAndWait()
+                return done.wait(30 + len(text) / 5) if _is_espeak(engine) else True
+        finally:
+            engine.disconnect(token)
 
     def _speak_job(self, engine, text: str, lang: str, gen: int) -> None:
         if gen != self._generation:
