@@ -179,8 +179,16 @@ def cmd_models_import(args, settings) -> int:
         return _err(str(e))
     finally:
         bar.close()
-    print(f"imported {e.name} -> {e.path}\nmake it the answering model: python main.py models use {e.name}")
+    print(f"imported {e.name} -> {e.path}")
+    _next_step(e, settings)
     return 0
+
+
+def _next_step(e, settings) -> None:
+    if settings.model == e.name:
+        print(f"{e.name} is now the answering model (the previous one was not on this machine)")
+    else:
+        print(f"make it the answering model: python main.py models use {e.name}")
 
 
 def cmd_models_pull(args, settings) -> int:
@@ -189,7 +197,8 @@ def cmd_models_pull(args, settings) -> int:
         e = _registry(settings).pull(args.id, source=args.source, name=args.name)
     except BackendError as e:
         return _err(str(e))
-    print(f"pulled {e.name} -> {e.path}\nmake it the answering model: python main.py models use {e.name}")
+    print(f"pulled {e.name} -> {e.path}")
+    _next_step(e, settings)
     return 0
 
 

@@ -208,11 +208,17 @@ class ModelRegistry:
                 if e.name == name and e.kind in ("imported", "pulled", "trained"):
                     raise BackendError(f"a model named {name!r} exists ({e.path}); pick another --name")
             if p.is_file() and p.suffix.lower() == ".gguf":
-                return self._import_gguf(p, name, on_progress)
+                return self._adopt_if_none(self._import_gguf(p, name, on_progress))
             if p.is_dir():
                 check_hf_folder(p)
-                return self._add(ModelEntry(name, "imported", str(p), created=_now()))
+                return self._adopt_if_none(self._add(ModelEntry(name, "imported", str(p), created=_now())))
         raise BackendError(f"{p} is neither a model folder nor a .gguf file")
+
+    def _adopt_if_none(self, entry: ModelEntry) -> ModelEntry:
+        """Make ``entry`` the answering model when the active one is not on this machine."""
+        if self.settings.backend == "transformers" and not self.available():
+            self.use(entry.name)
+        return entry
 
     def _import_gguf(self, p: Path, name: str, on_progress: Progress | None) -> ModelEntry:
         from models.gguf import convert_gguf
@@ -259,7 +265,7 @@ class ModelRegistry:
                 "Check the network connection (and HF_HUB_OFFLINE), or import a model you already have: "
                 "`python main.py models import FOLDER_OR_GGUF`") from None
         (on_progress or (lambda *_: None))(1, 1, "done")
-        return self._add(ModelEntry(name, "pulled", str(dest), base=repo_id, created=_now()))
+        return self._adopt_if_none(self._add(ModelEntry(name, "pulled", str(dest), base=repo_id, created=_now())))
 
     def use(self, name: str, adapter: str | None = None) -> ModelEntry:
         """Make ``name`` (registry name, folder or hub id) the answering model; persist it.
