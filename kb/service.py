@@ -153,13 +153,19 @@ class KnowledgeBaseService:
     # -- ingest -----------------------------------------------------------------------------
     def ingest(self, paths, kb: str | None = None, *, on_progress: Callable[[float, float, str], None] | None = None,
                on_result: Callable[[IngestResult], None] | None = None, cancel=None) -> list[IngestResult]:
-        """Add files and folders (recursive) to a knowledge base (see the module docstring).
+        """Add files and folders (recursive) to a knowledge base.
+
+        Files are loaded and chunked one by one; chunks of consecutive small files are embedded
+        together (at least :data:`EMBED_GROUP` per call) so many small files ingest as fast as
+        one big one. A file already stored with the same sha256 is "skipped"; a changed file's
+        old chunks are replaced (see kb.store for crash safety). Problems with one file become a
+        "failed" result with one line; the rest go on.
 
         Args:
             paths: files and/or folders.
-            kb: display name (None: settings.default_kb).
+            kb: display name (None: settings.default_kb; created on demand).
             on_progress: ``(done, total, message)`` in files (fractional within a file).
-            on_result: called once per file with its :class:`IngestResult`.
+            on_result: called once per file with its :class:`IngestResult`, in input order.
             cancel: threading.Event; when set, stops between files/batches (store consistent).
 
         Returns:
@@ -168,63 +174,17 @@ class KnowledgeBaseService:
         with self._lock:
             files = expand_paths([paths] if isinstance(paths, (str, Path)) else paths)
             base = self._kb(kb)
-            results: list[IngestResult] = []
+            run = _IngestRun(self, base, len(files), on_progress, on_result, cancel)
             for i, path in enumerate(files):
                 if cancel is not None and cancel.is_set():
                     break
-                step = lambda frac, msg, i=i: on_progress and on_progress(i + frac, len(files), msg)  # noqa: E731
-                step(0.0, path.name)
-                res = self._ingest_one(path, base, step, cancel)
-                results.append(res)
-                if on_result:
-                    on_result(res)
-            if any(r.status in ("added", "updated") for r in results):
-                step_msg = "indexing (BM25)"
-                on_progress and on_progress(len(files), len(files), step_msg)
+                run.add(i, path)
+            run.flush()
+            if any(r.status in ("added", "updated") for r in run.results):
+                if on_progress:
+                    on_progress(len(files), len(files), "indexing (BM25)")
                 retrieval.BM25Index(base).load()
-            return results
-
-    def _ingest_one(self, path: Path, base: KnowledgeBase, step, cancel) -> IngestResult:
-        """Ingest one file; every expected problem becomes a "failed" result with one line."""
-        try:
-            if not path.exists():
-                raise loaders.LoaderError("no such file or folder; check the path")
-            source = str(path.resolve())
-            sha = file_sha256(path)
-            docs = base.manifest()["docs"]
-            if docs.get(source, {}).get("sha256") == sha:
-                d = docs[source]
-                return IngestResult(source, "skipped", "unchanged", d.get("pages", 0), d.get("chunks", 0), d.get("ocr_pages", 0))
-            twin = next((s for s, d in docs.items() if d["sha256"] == sha), None)
-            if twin:
-                return IngestResult(source, "skipped", f"same content as {twin} (already stored)")
-            self._check_model(base)
-            doc = loaders.load(path, ocr_engine=self.settings.ocr_engine, ocr_languages=self.settings.ocr_languages,
-                               on_page=lambda done, total: step(0.3 * done / max(total, 1), f"{path.name}: page {done}/{total}"))
-            chunks = chunking.chunk_blocks(doc.blocks, self.settings.chunk_size, self.settings.chunk_overlap)
-            vectors = self._embed([c.text for c in chunks], lambda f: step(0.3 + 0.65 * f, f"{path.name}: embedding"), cancel)
-            entry = {"sha256": sha, "pages": doc.pages, "ocr_pages": doc.ocr_pages, "name": path.name,
-                     "added_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            status = "updated" if source in docs else "added"
-            base.put_document(source, entry, chunks, vectors, [retrieval.tokenize(c.text) for c in chunks], cancel)
-            note = "; ".join(doc.warnings)
-            msg = f"{len(chunks)} chunks from {doc.pages} page(s)" + (f", {doc.ocr_pages} by OCR" if doc.ocr_pages else "")
-            return IngestResult(source, status, msg + (f" (warning: {note})" if note else ""), doc.pages, len(chunks), doc.ocr_pages)
-        except InterruptedError:
-            return IngestResult(str(path), "failed", "cancelled; nothing of this file was stored")
-        except (loaders.LoaderError, ValueError, OSError) as e:
-            return IngestResult(str(path), "failed", str(e))
-
-    def _embed(self, texts: list[str], progress, cancel):
-        import numpy as np
-
-        parts = []
-        for i in range(0, len(texts), EMBED_GROUP):
-            if cancel is not None and cancel.is_set():
-                raise InterruptedError("cancelled")
-            parts.append(self.embedder.encode_documents(texts[i:i + EMBED_GROUP]))
-            progress(min(1.0, (i + EMBED_GROUP) / max(len(texts), 1)))
-        return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.float32)
+            return run.results
 
     # -- search -----------------------------------------------------------------------------
     def search(self, query: str, kb: str | None = None, k: int | None = None, mode: str = "hybrid") -> list[Hit]:
@@ -249,3 +209,107 @@ class KnowledgeBaseService:
         if not hits:
             return False
         return max(sims) >= float(self.settings.relevance_floor) if sims else True
+
+
+class _IngestRun:
+    """One ingest call: prepares files (load + chunk), embeds pending chunks in big groups,
+    stores each document, and reports results in input order."""
+
+    def __init__(self, svc: KnowledgeBaseService, base: KnowledgeBase, total: int, on_progress, on_result, cancel):
+        self.svc, self.base, self.total = svc, base, total
+        self.on_progress, self.on_result, self.cancel = on_progress, on_result, cancel
+        self.results: list[IngestResult] = []
+        self.pending: list[dict] = []
+
+    def step(self, at: float, message: str) -> None:
+        if self.on_progress:
+            self.on_progress(min(at, self.total), self.total, message)
+
+    def emit(self, res: IngestResult) -> None:
+        self.results.append(res)
+        if self.on_result:
+            self.on_result(res)
+
+    def add(self, i: int, path: Path) -> None:
+        """Prepare file ``i``; failures and skips are reported after the files queued before it."""
+        self.step(i, path.name)
+        prep = self.prepare(i, path)
+        if isinstance(prep, IngestResult):
+            self.flush()
+            self.emit(prep)
+            return
+        self.pending.append(prep)
+        if sum(len(p["chunks"]) for p in self.pending) >= EMBED_GROUP:
+            self.flush()
+
+    def prepare(self, i: int, path: Path):
+        """Hash, dedup, load and chunk one file -> a pending dict, or a final IngestResult."""
+        settings = self.svc.settings
+        try:
+            if not path.exists():
+                raise loaders.LoaderError("no such file or folder; check the path")
+            source = str(path.resolve())
+            sha = file_sha256(path)
+            docs = self.base.manifest()["docs"]
+            if docs.get(source, {}).get("sha256") == sha:
+                d = docs[source]
+                return IngestResult(source, "skipped", "unchanged", d.get("pages", 0), d.get("chunks", 0), d.get("ocr_pages", 0))
+            twin = next((s for s, d in docs.items() if d["sha256"] == sha), None)
+            if twin is None:
+                twin = next((p["source"] for p in self.pending if p["entry"]["sha256"] == sha), None)
+            if twin:
+                return IngestResult(source, "skipped", f"same content as {twin} (already stored)")
+            self.svc._check_model(self.base)
+            doc = loaders.load(path, ocr_engine=settings.ocr_engine, ocr_languages=settings.ocr_languages,
+                               on_page=lambda d, t: self.step(i + 0.5 * d / max(t, 1), f"{path.name}: page {d}/{t}"))
+            chunks = chunking.chunk_blocks(doc.blocks, settings.chunk_size, settings.chunk_overlap)
+        except (loaders.LoaderError, ValueError, OSError) as e:
+            return IngestResult(str(path), "failed", str(e))
+        entry = {"sha256": sha, "pages": doc.pages, "ocr_pages": doc.ocr_pages, "name": path.name,
+                 "added_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        return {"i": i, "path": path, "source": source, "doc": doc, "chunks": chunks, "entry": entry,
+                "status": "updated" if source in docs else "added"}
+
+    def flush(self) -> None:
+        """Embed all pending chunks (in groups, with progress), then store each document."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        texts = [c.text for p in pending for c in p["chunks"]]
+        try:
+            vectors = self.embed(texts, pending[0]["i"], pending[-1]["i"] + 1)
+        except InterruptedError:
+            for p in pending:
+                self.emit(IngestResult(p["source"], "failed", "cancelled; nothing of this file was stored"))
+            return
+        at = 0
+        for p in pending:
+            n = len(p["chunks"])
+            self.emit(self.store(p, vectors[at:at + n]))
+            at += n
+
+    def embed(self, texts: list[str], first: int, last: int):
+        """Embed ``texts`` in groups of EMBED_GROUP; progress moves from file ``first`` to ``last``."""
+        import numpy as np
+
+        parts = []
+        for j in range(0, len(texts), EMBED_GROUP):
+            if self.cancel is not None and self.cancel.is_set():
+                raise InterruptedError("cancelled")
+            parts.append(self.svc.embedder.encode_documents(texts[j:j + EMBED_GROUP]))
+            frac = min(1.0, (j + EMBED_GROUP) / max(len(texts), 1))
+            self.step(first + 0.5 + (last - first - 0.5) * frac, f"embedding {len(texts)} chunks")
+        return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.float32)
+
+    def store(self, p: dict, vectors) -> IngestResult:
+        """Write one prepared document (its slice of ``vectors``) and build its result line."""
+        doc, chunks = p["doc"], p["chunks"]
+        try:
+            self.base.put_document(p["source"], p["entry"], chunks, vectors,
+                                   [retrieval.tokenize(c.text) for c in chunks], self.cancel)
+        except InterruptedError:
+            return IngestResult(p["source"], "failed", "cancelled; nothing of this file was stored")
+        msg = f"{len(chunks)} chunks from {doc.pages} page(s)" + (f", {doc.ocr_pages} by OCR" if doc.ocr_pages else "")
+        if doc.warnings:
+            msg += f" (warning: {'; '.join(doc.warnings)})"
+        return IngestResult(p["source"], p["status"], msg, doc.pages, len(chunks), doc.ocr_pages)

@@ -114,7 +114,9 @@ def test_remove_document(svc, corpus):
 def test_cancel_keeps_store_consistent(svc, corpus):
     cancel = threading.Event()
     results = svc.ingest([corpus], on_result=lambda r: cancel.set(), cancel=cancel)
-    assert len(results) == 1
+    assert results[0].status == "added"
+    assert all(r.status == "failed" and "cancelled" in r.message for r in results[1:])
+    assert [d.source for d in svc.documents()] == [results[0].path]
     assert len(stored_ids(svc)) == sum(d.chunks for d in svc.documents())
 
 
