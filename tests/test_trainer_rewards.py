@@ -91,7 +91,7 @@ def test_correctness_on_real_gsm8k_rows(shared_data):
         pytest.skip("gsm8k files missing under ../shared/data")
     golds = [r["answer_only"] for r in _rows(zh)] + [gold_answer(r["answer"]) for r in _rows(en)]
     assert all(R.parse_number(g) is not None for g in golds)
-    right = [f"<think>{r}</think><answer>{g} 元</answer>" for r, g in zip(range(len(golds)), golds)]
+    right = [f"<think>step {i}</think><answer>{g} 元</answer>" for i, g in enumerate(golds)]
     wrong = [f"<think>x</think><answer>{R.parse_number(g) + 1}</answer>" for g in golds]
     assert R.correctness(None, right, answer=golds) == [1.0] * len(golds)
     assert R.correctness(None, wrong, answer=golds) == [0.0] * len(golds)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import shutil
+import signal
 import time
 from datetime import datetime, timezone
 from pathlib import Path
