@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench import ingest, retrieval, search
-from bench.common import percentile
+from bench.common import HashEmbedder, percentile
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_ingest_compares_three_pipelines(tiny_env, tmp_path, capsys):
 
 
 def test_search_latency_grows_a_kb(tiny_env, capsys):
-    assert search.main(["--sizes", "60,150", "--queries", "5", "--json"]) == 0
+    assert search.main(["--sizes", "60,150", "--queries", "5", "--query-model", "", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert [s["target_chunks"] for s in r["sizes"]] == [60, 150]
     assert r["sizes"][1]["chunks"] > r["sizes"][0]["chunks"] >= 30
@@ -62,3 +62,13 @@ def test_score_and_percentile_conventions():
     s = retrieval.score([["a", "b"], ["b", "b", "a"], ["c"]], ["a", "a", "a"])
     assert s == {"hit@1": 1 / 3, "hit@5": 2 / 3, "mrr@10": (1 + 1 / 2) / 3}  # chunks of one doc count once
     assert percentile([4, 1, 3, 2], 50) == 2.5 and percentile([5], 95) == 5
+
+
+def test_hash_embedder_is_stable_and_normalised():
+    import numpy as np
+
+    e = HashEmbedder(64)
+    v = e.encode_documents(["知识库检索", "knowledge base", "知识库检索"])
+    assert v.shape == (3, 64) and np.allclose(np.linalg.norm(v, axis=1), 1.0)
+    assert np.array_equal(v[0], v[2]) and float(v[0] @ v[1]) < 0.5
+    assert np.array_equal(e.encode_query("知识库检索"), v[0])
