@@ -309,6 +309,7 @@ class RetrainDialog(tk.Toplevel):
         elif kind == "finished" and self.job is job:        # else another run is shown now
             self._show_comparison(payload)
             self._message("")
+        self._refresh_history()
         self._done_busy()
 
     def adopt(self) -> None:

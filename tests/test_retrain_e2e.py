@@ -2,7 +2,7 @@
 Start runs the REAL ``python -m trainer train`` (smoke-cpu recipe, tiny Qwen, CPU), the plot
 follows it live, Stop keeps a checkpoint, a second run finishes and is compared with its base
 (``python -m trainer eval``), "Use this model" adopts it and the next answer comes from it.
-A screenshot of the dialog mid-run goes to artifacts/retrain-dialog-midrun.png."""
+Screenshots of the dialog mid-run and after adopting go to artifacts/retrain-dialog-*.png."""
 from __future__ import annotations
 
 import os
@@ -95,10 +95,13 @@ def test_retrain_button_to_adopted_answer(app):
     assert dlg.comparison["limit"] == 3
     names = {dlg.history.item(i, "text"): dlg.history.item(i, "values")[0] for i in dlg.history.get_children()}
     assert names == {"first": dlg.t("stopped"), "second": dlg.t("finished")}
+    strict = dlg.history.item(str(dlg.job.run_dir), "values")[4]          # the comparison's number
+    assert strict == f"{dlg.comparison['trained']['strict']:.3f}"
 
     # adopt: registry switches, the next answer comes from the adopted checkpoint
     dlg.use_button.invoke()
     pump(root, lambda: dlg.adopted is not None or "rror" in dlg.message, timeout=60)
+    screenshot(dlg, SHOT.with_name("retrain-dialog-adopted.png"))
     active = services.registry.active()
     assert active.name == dlg.adopted.name and active.kind == "trained"
     assert Path(active.adapter) == (dlg.job.run_dir / "best").resolve()

@@ -148,6 +148,11 @@ def test_unknown_recipe_lists_the_known_ones():
         jobs.resolve_recipe("no-such-recipe")
 
 
-def test_gpu_info_without_a_gpu_says_so(settings):
+def test_gpu_info_without_a_gpu_says_so(settings, monkeypatch):
     info = report.gpu_info(settings, launcher=FAKE)
     assert info["cuda"] is False
+    real = report.gpu_info(settings, launcher=jobs.trainer_launcher())   # the real trainer's probe
+    assert set(real) >= {"cuda", "name", "free_mb", "total_mb"} and "error" not in real
+    monkeypatch.setenv("PATH", "/nonexistent")                    # no nvidia-smi: no driver
+    info = report.gpu_info(settings)
+    assert info["cuda"] is False and "nvidia-smi" in info["error"]

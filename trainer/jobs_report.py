@@ -101,7 +101,14 @@ def comparison(result, trained: str, adapter: str = "") -> dict[str, dict[str, f
 def gpu_info(settings=None, timeout: float = 120, launcher: list[str] | None = None) -> dict:
     """``{"cuda", "name", "free_mb", "total_mb"}`` from ``python -m trainer gpu --json``
     (a subprocess, so torch never loads in the UI process), else from ``nvidia-smi``.
-    Blocks for seconds: call it off the UI thread. "error" says why nothing was found."""
+    Blocks for seconds: call it off the UI thread. "error" says why nothing was found.
+
+    Without ``nvidia-smi`` on PATH there is no NVIDIA driver, hence no CUDA: the answer is
+    immediate (no torch import) unless ``launcher`` replaces the trainer (tests)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None and launcher is None:
+        return {"cuda": False, "name": "", "free_mb": 0, "total_mb": 0,
+                "error": "no NVIDIA driver (nvidia-smi not found)"}
     env = _env(settings) if settings is not None else None
     try:
         out = subprocess.run([*(launcher or trainer_launcher()), "gpu", "--json"], cwd=ROOT, env=env,
@@ -112,7 +119,6 @@ def gpu_info(settings=None, timeout: float = 120, launcher: list[str] | None = N
         error = "python -m trainer gpu printed no JSON"
     except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
         error = f"python -m trainer gpu failed: {str(e).strip()[:200]}"
-    smi = shutil.which("nvidia-smi")
     if smi:
         try:
             out = subprocess.run([smi, "--query-gpu=name,memory.free,memory.total",
