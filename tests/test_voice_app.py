@@ -146,3 +146,39 @@ def test_speak_switch_is_saved_and_errors_reach_the_label(root, settings, spoken
     vc.speak_check.invoke()
     assert settings_mod.load().tts_enabled is False
     vc.shutdown()
+
+
+def test_mounted_in_the_app_fills_the_question_box_and_speaks_answers(settings, display, whisper_dir,
+                                                                       spoken_question, monkeypatch):
+    """The app's own wiring: the talk button is mounted beside the question box, its result
+    lands in that box, and App.on_answer reaches speak_answer (errors shown in the label)."""
+    from app.main import App
+    from app.services import Services
+    from tests.fakes import AnswerResult, FakeAnswers, FakeKB, FakeRegistry
+
+    settings.update({"stt_engine": "whisper", "stt_model": str(whisper_dir), "tts_enabled": True})
+    monkeypatch.setattr(mic, "input_status", lambda: None)               # "a microphone is present"
+    streams = []
+    monkeypatch.setattr(mic, "default_stream_factory",                     # ...and it says the WAV
+                        lambda **kw: streams.append(mic.WavInputStream(spoken_question, **kw)) or streams[-1])
+    kb = FakeKB(settings)
+    app = App(settings, Services(settings, kb, FakeAnswers(kb, delay=0.001), FakeRegistry(True)))
+    try:
+        vc = app.voice
+        assert vc is not None and vc.unavailable is None
+        vc.talk_button.invoke()
+        assert pump(app.root, lambda: streams and streams[0].finished.is_set(), 30)
+        vc.talk_button.invoke()
+        box = lambda: app.chat.input.get("1.0", "end").strip().lower()  # noqa: E731
+        assert pump(app.root, lambda: "capital" in box())
+        assert "france" in box()
+        app.on_answer(AnswerResult("q", "<think>x</think>Paris [1].", "", [], False, "fake"))
+        try:
+            import sounddevice as sd
+
+            sd.query_devices(kind="output")
+        except Exception:   # no output device here: the failure is reported in the voice label
+            assert pump(app.root, lambda: "audio output" in vc.status_var.get(), 30)
+    finally:
+        app.close(timeout=2)
+        gc.collect()
