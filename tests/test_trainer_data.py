@@ -107,3 +107,9 @@ def test_recipe_unknown_reward_and_field():
         RC.from_dict({"eval_evry": 3})
     with pytest.raises(FileNotFoundError, match="smoke-cpu"):
         RC.load("no-such-recipe")
+
+
+def test_hub_id_offline_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="give a local file or folder"):
+        D.load_raw("tqts-test/no-such-dataset", "train")

@@ -161,7 +161,7 @@ def load_raw(spec: str, split: str = "train") -> list[dict]:
     """Load raw rows from a file, a folder or a hub dataset id (see module docstring).
 
     Raises:
-        FileNotFoundError: a path-like spec that does not exist.
+        FileNotFoundError: a path-like spec that does not exist, or a hub id that cannot be loaded.
     """
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -172,7 +172,11 @@ def load_raw(spec: str, split: str = "train") -> list[dict]:
         raise FileNotFoundError(f"data {spec!r} not found; give a file, a folder or a hub id")
     from datasets import load_dataset  # lazy: only for hub ids
 
-    return list(load_dataset(spec, split=split))
+    try:
+        return list(load_dataset(spec, split=split))
+    except Exception as e:  # offline, unknown id, missing split: one message with the way out
+        raise FileNotFoundError(f"cannot load hub dataset {spec!r} split {split!r} ({type(e).__name__}: "
+                                f"{str(e)[:200]}); offline? give a local file or folder with --dataset") from None
 
 
 def to_example(row: dict, fields: FieldMap, system_prompt: str = SYSTEM_PROMPT) -> dict:
