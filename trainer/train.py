@@ -74,7 +74,8 @@ def apply_overrides(recipe, args, on_cpu: bool):
         g["max_steps"] = args.max_steps
     if args.epochs is not None:
         g["num_train_epochs"] = args.epochs
-        g.setdefault("max_steps", -1)
+        if args.max_steps is None:  # --epochs alone wins over the recipe's max_steps
+            g["max_steps"] = -1
     if args.lora is not None:
         recipe.lora.enabled = args.lora
     if on_cpu:
