@@ -122,3 +122,13 @@ def test_stop_drops_queued_speech(settings):
     blocker.result()
     queued.result(timeout=30)
     assert errors == []                   # the job was skipped: no synthesis, no playback error
+
+
+def test_docstring_examples():
+    import doctest
+
+    from models import speech
+
+    for module in (tts, speech):
+        failed, attempted = doctest.testmod(module)
+        assert attempted and not failed, module.__name__
