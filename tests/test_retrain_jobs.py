@@ -3,6 +3,7 @@ kill, attach after a restart, history, eval parsing."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -113,11 +114,14 @@ def test_attach_after_restart_follows_the_running_job(settings, recipe, monkeypa
         jobs.TrainingJob.attach(settings.runs_dir / "nothing")
 
 
-def test_dead_run_reads_as_failed(settings, tmp_path):
+def test_dead_run_reads_as_failed_even_when_its_pid_was_reused(settings, tmp_path):
     run = settings.runs_dir / "crashed"
     run.mkdir()
     (run / "run.json").write_text(json.dumps({"status": "running", "pid": 2 ** 22 + 7}))
     assert jobs.TrainingJob.attach(run).status() == "failed"
+    (run / "run.json").write_text(json.dumps({"status": "running", "pid": os.getpid()}))  # pytest
+    job = jobs.TrainingJob.attach(run)
+    assert job.status() == "failed" and job.stop(timeout=1) == "failed"       # and no signal sent
 
 
 def test_eval_job_parses_the_comparison(settings, tmp_path):

@@ -43,7 +43,9 @@ def _env(settings) -> dict[str, str]:
 
 
 def _pid_alive(pid: int | None) -> bool:
-    """True when process ``pid`` exists and is not a zombie (Linux: reads /proc)."""
+    """True when process ``pid`` runs a training job: it exists, is not a zombie and (where
+    /proc shows it) its arguments hold "train" and "--recipe" — a pid reused by another program
+    after a crash or reboot does not count, so Stop never signals a stranger."""
     if not pid:
         return False
     try:
@@ -51,14 +53,16 @@ def _pid_alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.exists():
-        try:
-            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, IndexError):
-            return True
-    return True
+        return False
+    proc = Path(f"/proc/{pid}")
+    if not proc.exists():
+        return True                      # no /proc (macOS): trust the pid
+    try:
+        zombie = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        argv = (proc / "cmdline").read_bytes().split(b"\0")
+        return not zombie and b"train" in argv and b"--recipe" in argv
+    except (OSError, IndexError):
+        return False
 
 
 def _read_json(path: Path) -> dict:
