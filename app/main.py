@@ -19,7 +19,7 @@ from app.chat_panel import ChatPanel
 from app.first_run import FirstRunPanel
 from app.i18n import Strings, setup_fonts
 from app.kb_panel import KBPanel
-from app.worker import Dispatcher
+from app.worker import Dispatcher, error_message
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class App:
         self.first_run: FirstRunPanel | None = None
         self.backend_device = ""
         self.closed = False
+        self._reset_backend = False
         self._build()
         self._enable_drop()
         self.root.protocol("WM_DELETE_WINDOW", self.close)
@@ -195,6 +196,7 @@ class App:
         """Ask the registry (worker) whether a model is available; show the first-run panel if not."""
         def on_event(kind, payload):
             self.model_ok = bool(payload) if kind == "finished" else False
+            self.warm_up()
             if self.model_ok and self.first_run is not None:
                 self.first_run.destroy()
                 self.first_run = None
@@ -204,27 +206,45 @@ class App:
             self.refresh_status()
         self.dispatcher.submit("available", lambda emit, cancel: self.services.registry.available(), on_event)
 
-    def model_ready(self) -> None:
-        """A model was pulled/imported/chosen: reload the answering backend, recheck."""
-        self.reload_backend()
-        self.check_model()
+    def warm_up(self) -> None:
+        """Load the embedder and (when available) the answering model on a worker now.
 
-    def reload_backend(self) -> None:
-        answers, registry = self.services.answers, self.services.registry
+        The first ingest and the first question then start at once, and the one-time loads
+        (which hold the GIL in places: tokenizer JSON, weights) happen while the status bar
+        says so instead of in the middle of the user's first answer.
+        """
+        services, load_model, reset = self.services, bool(self.model_ok), self._reset_backend
+        self._reset_backend = False
         self.status_var.set(self.tr("status.loading_model"))
 
         def work(emit, cancel):
-            backend = registry.load_backend()
-            answers.set_backend(backend)
-            return getattr(backend, "device", "")
+            errors, device = [], ""
+            if reset:
+                services.answers.set_backend(None)
+            try:
+                services.kb.embedder_name  # noqa: B018 - the property loads the embedder
+            except Exception as e:  # noqa: BLE001 - reported, the app still opens
+                errors.append(error_message(e))
+            if load_model and not cancel.is_set():
+                try:
+                    device = getattr(services.answers.backend(), "device", "")
+                except Exception as e:  # noqa: BLE001
+                    errors.append(error_message(e))
+            return device, errors
 
         def on_event(kind, payload):
             if kind == "finished":
-                self.backend_device = payload or ""
+                device, errors = payload
+                self.backend_device = device or self.backend_device
                 self.refresh_status()
-            elif kind == "failed":
-                self.show_error(payload)
-        self.dispatcher.submit("load-model", work, on_event)
+                if errors:
+                    self.show_error("; ".join(errors))
+        self.dispatcher.submit("warm-up", work, on_event)
+
+    def model_ready(self) -> None:
+        """A model was pulled/imported/chosen: drop the loaded backend, recheck, load the new one."""
+        self._reset_backend = True
+        self.check_model()
 
     def open_settings(self) -> None:
         from app.settings_dialog import SettingsDialog
