@@ -177,13 +177,13 @@ class HistoryTable(ttk.Treeview):
     """Every run folder with its numbers; the item id is the run folder path."""
 
     COLUMNS = (("status", 70), ("steps", 60), ("reward", 60), ("best_acc", 70), ("strict", 60),
-               ("model", 160), ("started", 120))
+               ("model", 120), ("started", 135))
 
     def __init__(self, parent, t):
         super().__init__(parent, columns=[c for c, _ in self.COLUMNS], height=5)
         self.t = t
         self.heading("#0", text="run")
-        self.column("#0", width=130)
+        self.column("#0", width=150)
         for col, width in self.COLUMNS:
             self.heading(col, text=col.replace("_", " "))
             self.column(col, width=width, anchor="w")
