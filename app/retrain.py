@@ -276,7 +276,7 @@ class RetrainDialog(tk.Toplevel):
         self._message(self.t("evaluating"))
 
         def work(emit, cancel):
-            self._eval = report.EvalJob.start(self.settings, output=job.run_dir / "compare.json",
+            self._eval = report.EvalJob.start(self.settings, output=job.run_dir / "compare-report.json",
                                             limit=limit, launcher=self.launcher, **kw)
             raw = self._eval.result()
             result = {**report.comparison(raw, kw["model"], kw["adapter"]), "limit": limit,

@@ -1,13 +1,15 @@
 """Training jobs seen from the app: launch ``python -m trainer train`` as a subprocess, follow
-its run folder, stop it, evaluate it. No tkinter and no torch here: the UI process stays light.
+its run folder, stop it, list past runs. No tkinter and no torch here: the UI process stays light.
 
 A run folder is the trainer's (see README "trainer"): ``run.json``, ``progress.jsonl``,
-``samples.jsonl``, ``checkpoint-N/``, ``best/``, ``final/``, ``eval.json``; this module adds
-``train.log`` (the subprocess' stdout + stderr) and ``compare.json`` (base vs trained eval).
+``samples.jsonl``, ``checkpoint-N/``, ``best/``, ``final/``; this module adds ``train.log``
+(the subprocess' stdout + stderr). :mod:`trainer.jobs_report` runs the base-vs-trained evaluation
+(``compare-report.json``: the trainer's report; ``compare.json``: its numbers), computes the
+curves the dialog plots and probes the GPU.
 
-Threads: every function here may be called from any thread, but :meth:`TrainingJob.stop`
-may block for seconds: the UI calls it from a worker thread. :meth:`TrainingJob.poll_progress` only reads the bytes
-appended since its last call, so it is cheap enough for an ``after()`` poll.
+Threads: everything here may be called from any thread, but :meth:`TrainingJob.stop` blocks
+for seconds (call it from a worker). :meth:`TrainingJob.poll_progress` reads only the bytes
+appended since its last call, so it is cheap enough for a Tk ``after()`` poll.
 """
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
-SMOKE_RECIPE = RECIPES_DIR / "smoke-cpu.yaml"
 DEFAULT_DATASET = "swulling/gsm8k_chinese"
 FINAL_STATUSES = ("stopped", "finished", "failed")
 
@@ -261,7 +262,7 @@ class TrainingJob:
     def stop(self, timeout: float = 30) -> str:
         """Ask the trainer to stop (SIGINT: it saves a checkpoint), wait, then kill.
 
-        Blocks up to ``timeout`` seconds (+1 for the kill): call it off the UI thread.
+        Blocks up to ``timeout`` seconds (+5 after the kill): call it off the UI thread.
 
         Returns:
             The status afterwards (normally "stopped").
