@@ -167,3 +167,18 @@ def test_full_finetune_with_kl_logs_kl(tmp_path, monkeypatch, tiny_qwen_dir):
     assert [p["step"] for p in progress] == [1, 2] and all(p["kl"] is not None for p in progress)
     info = json.loads((run / "run.json").read_text(encoding="utf-8"))
     assert info["output"] == "full" and info["status"] == "finished"
+
+
+def test_cli_overrides_and_cpu_switch_bf16_off():
+    from trainer import recipes
+    from trainer.cli import build_parser
+    from trainer.train import apply_overrides
+
+    args = build_parser().parse_args(["train", "--recipe", "tqts-default", "--epochs", "2", "--no-lora"])
+    recipe = apply_overrides(recipes.load("tqts-default"), args, on_cpu=True)
+    g = recipe.grpo
+    assert (g["bf16"], g["use_cpu"], g["num_train_epochs"], g["max_steps"]) == (False, True, 2.0, -1)
+    assert recipe.lora.enabled is False
+    args = build_parser().parse_args(["train", "--recipe", "smoke-cpu", "--max-steps", "7", "--lora"])
+    recipe = apply_overrides(recipes.load("smoke-cpu"), args, on_cpu=False)
+    assert recipe.grpo["max_steps"] == 7 and recipe.lora.enabled
