@@ -61,8 +61,9 @@ def _services(args, settings):
 class _Printer:
     """Writes streamed events to the terminal: reasoning dimmed (tty) or prefixed, then the answer."""
 
-    def __init__(self, out=sys.stdout):
-        self.out, self.tty, self.last = out, out.isatty(), ""
+    def __init__(self, out=None):
+        self.out = out or sys.stdout
+        self.tty, self.last = self.out.isatty(), ""
 
     def write(self, kind: str, text: str) -> None:
         if kind != self.last:
