@@ -133,8 +133,10 @@ class RetrainDialog(tk.Toplevel):
             ttk.Label(row, text=label).pack(side="left", padx=(0, 4))
             ttk.Entry(row, textvariable=var, width=width).pack(side="left", padx=(0, 12))
         ttk.Checkbutton(row, text=self.t("lora"), variable=self.lora_var).pack(side="left")
+        self.resume_button = ttk.Button(row, text=self.t("resume"), command=self.resume, state="disabled")
+        self.resume_button.pack(side="right")
         self.stop_button = ttk.Button(row, text=self.t("stop"), command=self.stop, state="disabled")
-        self.stop_button.pack(side="right")
+        self.stop_button.pack(side="right", padx=(0, 6))
         self.start_button = ttk.Button(row, text=self.t("start"), command=self.start, state="disabled")
         self.start_button.pack(side="right", padx=6)
         self.gpu_label = ttk.Label(f, text=self.t("gpu_check"), foreground="#555")
@@ -251,6 +253,24 @@ class RetrainDialog(tk.Toplevel):
         self.run_name_var.set("")
         self._follow(job)
         self._refresh_history()
+
+    def resume(self) -> None:
+        """Resume button: continue a stopped run from its latest checkpoint-N (same arguments)."""
+        job = self.job
+        if job is None or self._live():
+            return
+        args = job.info().get("args") or {}
+        try:
+            new = jobs.TrainingJob.start(
+                self.settings, args.get("recipe") or self.recipe_var.get(),
+                args.get("model") or self.model_var.get(), dataset=args.get("dataset"),
+                max_steps=args.get("max_steps"), epochs=args.get("epochs"), lora=args.get("lora"),
+                run_name=job.name, allow_cpu=bool(args.get("allow_cpu")), resume=True,
+                launcher=self.launcher)
+        except (ValueError, OSError) as e:
+            messagebox.showerror(self.t("error"), str(e), parent=self)
+            return
+        self._follow(new)
 
     def stop(self) -> None:
         """Stop button: SIGINT, wait, kill — on a worker; the checkpoint is kept."""
@@ -427,8 +447,10 @@ class RetrainDialog(tk.Toplevel):
     def _update_buttons(self) -> None:
         live, ready = self._live(), self.gpu is not None and bool(self.recipes)
         has_ckpt = self.job is not None and not live and self.job.checkpoint() is not None
+        resumable = has_ckpt and self.job.status() == "stopped" and any(self.job.run_dir.glob("checkpoint-*"))
         states = {self.start_button: ready and not live and not self._busy,
                   self.stop_button: live and self._busy != "stopping",
+                  self.resume_button: ready and resumable and not self._busy,
                   self.evaluate_button: has_ckpt and not self._busy,
                   self.use_button: has_ckpt and not self._busy}
         for button, on in states.items():

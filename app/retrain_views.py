@@ -21,6 +21,7 @@ TEXT = {
     "dataset": ("数据集", "Dataset"), "local": ("本地文件…", "Local file…"),
     "steps": ("步数", "Steps"), "epochs": ("轮数", "Epochs"), "lora": ("LoRA 适配器", "LoRA adapter"),
     "run_name": ("运行名称", "Run name"), "start": ("开始训练", "Start"), "stop": ("停止", "Stop"),
+    "resume": ("继续训练", "Resume"),
     "gpu_check": ("正在检测 GPU…", "Checking the GPU…"),
     "gpu": ("GPU：{name}，空闲显存 {free} MB / {total} MB", "GPU: {name}, {free} MB free of {total} MB"),
     "no_gpu": ("未检测到 CUDA GPU：只能运行 CPU 冒烟配方（验证流程，不会提升模型）。",

@@ -54,7 +54,9 @@ def train(a) -> int:
         _save(run, meta)
         return 1
     delay = float(os.environ.get("FAKE_STEP_SECONDS", "0.2"))
-    step = 0
+    step = max((int(c.name.split("-")[1]) for c in run.glob("checkpoint-*")), default=0) if a.resume else 0
+    if a.resume:
+        print(f"resuming from checkpoint-{step}", flush=True)
     with open(run / "progress.jsonl", "a", encoding="utf-8") as prog, \
             open(run / "samples.jsonl", "a", encoding="utf-8") as samples:
         while step < total and not STOP:

@@ -93,6 +93,16 @@ def test_start_plot_stop_finish_compare_adopt(ui):
     assert dlg.job.checkpoint().name.startswith("checkpoint-")
     assert str(dlg.use_button["state"]) == "normal"
 
+    stopped_at = dlg.rows[-1]["step"]                                 # Resume continues the run
+    pump(root, lambda: str(dlg.resume_button["state"]) == "normal")
+    dlg.resume_button.invoke()
+    pump(root, lambda: dlg.rows and dlg.rows[-1]["step"] > stopped_at + 1)
+    assert dlg.job.run_dir.name == "first" and "--resume" in dlg.job.log_tail(100)
+    xs = list(dlg.ax_reward.lines[0].get_xdata())
+    assert xs == sorted(set(xs))                                      # one point per step
+    dlg.stop_button.invoke()
+    pump(root, lambda: dlg.job.status() == "stopped" and not dlg._busy)
+
     dlg.steps_var.set("4")
     dlg.run_name_var.set("second")
     dlg.start_button.invoke()

@@ -147,6 +147,17 @@ def test_comparison_reads_a_list_of_reports_in_any_order():
                        "base": {"strict": 0.1, "lenient": 0.2, "format_rate": 0.3}}
 
 
+def test_series_keep_one_point_per_step_and_eta_uses_recent_step_times():
+    rows = [{"step": 1, "total_steps": 10, "reward": 0.1, "step_time": 2.0},
+            {"step": 2, "total_steps": 10, "reward": 0.2, "step_time": 4.0, "eval_accuracy": 0.5},
+            {"step": 2, "total_steps": 10, "reward": 0.3, "step_time": 4.0},   # repeated after a resume
+            {"step": 3, "total_steps": 10, "reward": 0.4, "step_time": 3.0}]
+    assert report.reward_series(rows)["reward"] == ([1, 2, 3], [0.1, 0.3, 0.4])
+    assert report.accuracy_series(rows) == ([2], [0.5])
+    assert report.eta_seconds(rows) == 7 * (2.0 + 4.0 + 4.0 + 3.0) / 4
+    assert report.eta_seconds([]) is None
+
+
 def test_unknown_recipe_lists_the_known_ones():
     with pytest.raises(FileNotFoundError, match="known recipes"):
         jobs.resolve_recipe("no-such-recipe")

@@ -20,9 +20,16 @@ from pathlib import Path
 from trainer.jobs import ROOT, _env, _signal_group, _tail_lines, trainer_launcher
 
 
+def latest_per_step(rows: list[dict]) -> list[dict]:
+    """One row per step (the last logged; a resumed run may repeat steps), in step order."""
+    by_step = {r["step"]: r for r in rows if isinstance(r.get("step"), int)}
+    return [by_step[k] for k in sorted(by_step)]
+
+
 def reward_series(rows: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
     """Per reward function, the (steps, mean reward) points of progress rows; "reward" is the total."""
     out: dict[str, tuple[list[int], list[float]]] = {}
+    rows = latest_per_step(rows)
 
     def add(name, step, value):
         if isinstance(value, (int, float)):
@@ -41,10 +48,11 @@ def reward_series(rows: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
 
 
 def accuracy_series(rows: list[dict]) -> tuple[list[int], list[float]]:
-    """(steps, eval_accuracy) of the rows that carry an evaluation."""
-    pts = [(r["step"], float(r["eval_accuracy"])) for r in rows
-           if isinstance(r.get("eval_accuracy"), (int, float)) and "step" in r]
-    return [p[0] for p in pts], [p[1] for p in pts]
+    """(steps, eval_accuracy) of the rows that carry an evaluation (the last one per step)."""
+    by_step = {r["step"]: float(r["eval_accuracy"]) for r in rows
+               if isinstance(r.get("eval_accuracy"), (int, float)) and isinstance(r.get("step"), int)}
+    steps = sorted(by_step)
+    return steps, [by_step[k] for k in steps]
 
 
 def eta_seconds(rows: list[dict]) -> float | None:
