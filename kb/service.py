@@ -282,11 +282,20 @@ class _IngestRun:
             for p in pending:
                 self.emit(IngestResult(p["source"], "failed", "cancelled; nothing of this file was stored"))
             return
-        at = 0
+        at, items = 0, []
         for p in pending:
             n = len(p["chunks"])
-            self.emit(self.store(p, vectors[at:at + n]))
+            items.append((p["source"], p["entry"], p["chunks"], vectors[at:at + n],
+                          [retrieval.tokenize(c.text) for c in p["chunks"]]))
             at += n
+        try:
+            self.base.put_documents(items, self.cancel)
+        except InterruptedError:
+            for p in pending:
+                self.emit(IngestResult(p["source"], "failed", "cancelled; nothing of this file was stored"))
+            return
+        for p in pending:
+            self.emit(self.result(p))
 
     def embed(self, texts: list[str], first: int, last: int):
         """Embed ``texts`` in groups of EMBED_GROUP; progress moves from file ``first`` to ``last``."""
@@ -301,14 +310,10 @@ class _IngestRun:
             self.step(first + 0.5 + (last - first - 0.5) * frac, f"embedding {len(texts)} chunks")
         return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.float32)
 
-    def store(self, p: dict, vectors) -> IngestResult:
-        """Write one prepared document (its slice of ``vectors``) and build its result line."""
+    @staticmethod
+    def result(p: dict) -> IngestResult:
+        """The result line of a stored document."""
         doc, chunks = p["doc"], p["chunks"]
-        try:
-            self.base.put_document(p["source"], p["entry"], chunks, vectors,
-                                   [retrieval.tokenize(c.text) for c in chunks], self.cancel)
-        except InterruptedError:
-            return IngestResult(p["source"], "failed", "cancelled; nothing of this file was stored")
         msg = f"{len(chunks)} chunks from {doc.pages} page(s)" + (f", {doc.ocr_pages} by OCR" if doc.ocr_pages else "")
         if doc.warnings:
             msg += f" (warning: {'; '.join(doc.warnings)})"

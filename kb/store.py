@@ -57,14 +57,15 @@ def collection_name_for(display: str) -> str:
     return f"kb-{slug + '-' if slug else ''}{uuid.uuid4().hex[:8]}"
 
 
-def write_json_atomic(path: Path, data) -> None:
-    """Write JSON to a temp file, fsync, then rename over ``path`` (atomic on POSIX)."""
+def write_json_atomic(path: Path, data, sync: bool = True) -> None:
+    """Write JSON to a temp file (fsync'd when ``sync``), then rename over ``path`` (atomic on POSIX)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(data, f, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -86,12 +87,14 @@ class KnowledgeBase:
             return {"generation": 0, "docs": {}}
         return json.loads(path.read_text(encoding="utf-8"))
 
-    def _flip(self, source: str, entry: dict | None) -> None:
+    def _flip(self, changes: dict[str, dict | None]) -> None:
+        """Apply source -> entry (None: remove) to the manifest in one atomic write."""
         m = self.manifest()
-        if entry is None:
-            m["docs"].pop(source, None)
-        else:
-            m["docs"][source] = entry
+        for source, entry in changes.items():
+            if entry is None:
+                m["docs"].pop(source, None)
+            else:
+                m["docs"][source] = entry
         m["generation"] = m.get("generation", 0) + 1
         write_json_atomic(self.dir / "manifest.json", m)
 
@@ -101,45 +104,56 @@ class KnowledgeBase:
     # -- writes -----------------------------------------------------------------------------
     def put_document(self, source: str, entry: dict, chunks: list, embeddings: np.ndarray,
                      tokens: list[list[str]], cancel=None) -> dict:
-        """Store a document's chunks as a new version and make it current (see module docstring).
+        """Store one document; see :meth:`put_documents`."""
+        return self.put_documents([(source, entry, chunks, embeddings, tokens)], cancel)[0]
+
+    def put_documents(self, items: list[tuple], cancel=None) -> list[dict]:
+        """Store documents' chunks as new versions and make them current (see module docstring).
 
         Args:
-            source: absolute path (the document's key).
-            entry: manifest fields (sha256, pages, ocr_pages, name, added_at); version and
-                chunks are filled in here.
-            chunks: :class:`kb.chunking.Chunk` list; embeddings: (len(chunks), dim) float32;
-                tokens: BM25 tokens per chunk.
+            items: ``(source, entry, chunks, embeddings, tokens)`` per document: source is the
+                absolute path (the key); entry the manifest fields (sha256, pages, ocr_pages,
+                name, added_at; version and chunks are filled in here); chunks
+                :class:`kb.chunking.Chunk` list; embeddings (len(chunks), dim) float32;
+                tokens the BM25 tokens per chunk.
             cancel: optional threading.Event checked between batches; when set, the new
-                version is rolled back and ``InterruptedError`` raised.
+                versions are rolled back and ``InterruptedError`` raised.
 
         Returns:
-            The manifest entry now current.
+            The manifest entries now current, in order. All documents of one call become
+            visible together (one manifest write), and chromadb gets few large ``add`` calls.
         """
-        version = uuid.uuid4().hex[:12]
-        old = self.manifest()["docs"].get(source, {}).get("version")
-        write_json_atomic(self.dir / "pending" / f"{version}.json", {"new": version, "old": old})
-        ids = [f"{version}-{c.index:05d}" for c in chunks]
-        write_json_atomic(self.dir / "tokens" / f"{version}.json", {"ids": ids, "tokens": tokens})
-        metas = [{"source": source, "sha256": entry["sha256"], "version": version, "chunk_index": c.index,
-                  "page": c.page_start or 0, "page_end": c.page_end or 0, "section": c.section}
-                 for c in chunks]
+        docs = self.manifest()["docs"]
+        versions = [uuid.uuid4().hex[:12] for _ in items]
+        olds = [docs.get(it[0], {}).get("version") for it in items]
+        write_json_atomic(self.dir / "pending" / f"{versions[0]}.json", {"new": versions, "old": [o for o in olds if o]})
+        ids, metas, texts, vecs = [], [], [], []
+        for (source, entry, chunks, emb, tokens), version in zip(items, versions):
+            vids = [f"{version}-{c.index:05d}" for c in chunks]
+            write_json_atomic(self.dir / "tokens" / f"{version}.json", {"ids": vids, "tokens": tokens}, sync=False)
+            ids += vids
+            texts += [c.text for c in chunks]
+            vecs.append(np.asarray(emb, dtype=np.float32).reshape(len(chunks), -1))
+            metas += [{"source": source, "sha256": entry["sha256"], "version": version, "chunk_index": c.index,
+                       "page": c.page_start or 0, "page_end": c.page_end or 0, "section": c.section}
+                      for c in chunks]
+        embeddings = np.concatenate(vecs) if vecs else np.zeros((0, 1), dtype=np.float32)
         for i in range(0, len(ids), self.max_batch):
             if cancel is not None and cancel.is_set():
                 self.recover()
                 raise InterruptedError("cancelled")
             j = i + self.max_batch
-            self.collection.add(ids=ids[i:j], embeddings=embeddings[i:j], metadatas=metas[i:j],
-                                documents=[c.text for c in chunks[i:j]])
-        entry = dict(entry, version=version, chunks=len(chunks))
-        self._flip(source, entry)
+            self.collection.add(ids=ids[i:j], embeddings=embeddings[i:j], metadatas=metas[i:j], documents=texts[i:j])
+        entries = [dict(it[1], version=v, chunks=len(it[2])) for it, v in zip(items, versions)]
+        self._flip({it[0]: e for it, e in zip(items, entries)})
         self.recover()
-        return entry
+        return entries
 
     def remove_document(self, source: str) -> dict:
         """Drop a document (manifest first, then its chunks). Raises KeyError when absent."""
         entry = self.manifest()["docs"][source]
-        write_json_atomic(self.dir / "pending" / f"rm-{entry['version']}.json", {"new": None, "old": entry["version"]})
-        self._flip(source, None)
+        write_json_atomic(self.dir / "pending" / f"rm-{entry['version']}.json", {"new": [], "old": [entry["version"]]})
+        self._flip({source: None})
         self.recover()
         return entry
 
@@ -156,11 +170,12 @@ class KnowledgeBase:
         for marker in pending:
             try:
                 info = json.loads(marker.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                info = {"new": marker.stem.removeprefix("rm-"), "old": None}
-            for v in (info.get("new"), info.get("old")):
-                if v and v not in current:
-                    self.collection.delete(where={"version": v})
+            except (OSError, ValueError):  # a marker cut short by a crash: its name is the version
+                info = {"new": [marker.stem.removeprefix("rm-")], "old": []}
+            stale = [v for v in list(info.get("new") or []) + list(info.get("old") or []) if v and v not in current]
+            if stale:
+                self.collection.delete(where={"version": {"$in": stale}})
+                for v in stale:
                     (self.dir / "tokens" / f"{v}.json").unlink(missing_ok=True)
             marker.unlink(missing_ok=True)
         return len(pending)

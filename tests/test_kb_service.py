@@ -111,11 +111,18 @@ def test_remove_document(svc, corpus):
         svc.remove("notes.txt")
 
 
-def test_cancel_keeps_store_consistent(svc, corpus):
+def test_cancel_keeps_store_consistent(svc, corpus, monkeypatch):
+    import kb.service
+
+    monkeypatch.setattr(kb.service, "EMBED_GROUP", 1)               # store file by file
     cancel = threading.Event()
-    results = svc.ingest([corpus], on_result=lambda r: cancel.set(), cancel=cancel)
-    assert results[0].status == "added"
-    assert all(r.status == "failed" and "cancelled" in r.message for r in results[1:])
+
+    def progress(done, total, message):
+        if done >= 1 and not message.startswith("embedding"):
+            cancel.set()                                             # user cancels during file 2
+
+    results = svc.ingest([corpus], on_progress=progress, cancel=cancel)
+    assert [r.status for r in results] == ["added", "failed"] and "cancelled" in results[1].message
     assert [d.source for d in svc.documents()] == [results[0].path]
     assert len(stored_ids(svc)) == sum(d.chunks for d in svc.documents())
 
@@ -175,13 +182,15 @@ CRASH_SCRIPT = textwrap.dedent("""
         import settings as settings_mod
         from kb import store
         from kb.service import KnowledgeBaseService
+        import kb.service
+        kb.service.EMBED_GROUP = 1                     # one flush (and manifest flip) per file
         real_flip = store.KnowledgeBase._flip
         calls = {"n": 0}
-        def flip(self, source, entry):
+        def flip(self, changes):
             calls["n"] += 1
             if calls["n"] == 2:
                 os.kill(os.getpid(), signal.SIGKILL)  # doc 2's chunks written, manifest not flipped
-            real_flip(self, source, entry)
+            real_flip(self, changes)
         store.KnowledgeBase._flip = flip
         KnowledgeBaseService(settings_mod.load(), embedder=HashEmbedder()).ingest([sys.argv[2]])
 """)
