@@ -31,6 +31,12 @@ import numpy as np
 from kb.embeddings import TqtsEmbeddingFunction
 
 _CLIENTS: dict[str, object] = {}
+_MANIFESTS: dict[str, tuple] = {}     # manifest path -> ((inode, mtime_ns, size), parsed)
+
+
+def _copy_docs(m: dict) -> dict:
+    """A copy deep enough for callers to add/remove documents and edit entries."""
+    return {"generation": m.get("generation", 0), "docs": {k: dict(v) for k, v in m["docs"].items()}}
 _CLIENTS_LOCK = threading.Lock()
 
 
@@ -83,9 +89,16 @@ class KnowledgeBase:
     def manifest(self) -> dict:
         """``{"generation": int, "docs": {source: {sha256, version, pages, chunks, ...}}}``."""
         path = self.dir / "manifest.json"
-        if not path.exists():
+        try:
+            st = path.stat()
+        except FileNotFoundError:
             return {"generation": 0, "docs": {}}
-        return json.loads(path.read_text(encoding="utf-8"))
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)       # a flip renames a new file in: new inode
+        cached = _MANIFESTS.get(str(path))
+        if cached is None or cached[0] != key:
+            cached = (key, json.loads(path.read_text(encoding="utf-8")))
+            _MANIFESTS[str(path)] = cached
+        return _copy_docs(cached[1])
 
     def _flip(self, changes: dict[str, dict | None]) -> None:
         """Apply source -> entry (None: remove) to the manifest in one atomic write."""
