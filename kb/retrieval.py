@@ -124,7 +124,7 @@ class BM25Index:
         if model is None or not tokens:
             return []
         docs, scores = model.retrieve([tokens], k=min(n, len(ids)), show_progress=False, n_threads=1)
-        return [(ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
+        return [(ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
 
 def rrf(rankings: dict[str, list[str]], weights: dict[str, float] | None = None, k: int = RRF_K) -> list[tuple[str, float]]:

@@ -141,7 +141,7 @@ class KnowledgeBase:
         olds = [docs.get(it[0], {}).get("version") for it in items]
         write_json_atomic(self.dir / "pending" / f"{versions[0]}.json", {"new": versions, "old": [o for o in olds if o]})
         ids, metas, texts, vecs = [], [], [], []
-        for (source, entry, chunks, emb, tokens), version in zip(items, versions):
+        for (source, entry, chunks, emb, tokens), version in zip(items, versions, strict=True):
             vids = [f"{version}-{c.index:05d}" for c in chunks]
             write_json_atomic(self.dir / "tokens" / f"{version}.json", {"ids": vids, "tokens": tokens}, sync=False)
             ids += vids
@@ -157,8 +157,8 @@ class KnowledgeBase:
                 raise InterruptedError("cancelled")
             j = i + self.max_batch
             self.collection.add(ids=ids[i:j], embeddings=embeddings[i:j], metadatas=metas[i:j], documents=texts[i:j])
-        entries = [dict(it[1], version=v, chunks=len(it[2])) for it, v in zip(items, versions)]
-        self._flip({it[0]: e for it, e in zip(items, entries)})
+        entries = [dict(it[1], version=v, chunks=len(it[2])) for it, v in zip(items, versions, strict=True)]
+        self._flip({it[0]: e for it, e in zip(items, entries, strict=True)})
         self.recover()
         return entries
 
@@ -220,7 +220,7 @@ class KnowledgeBase:
         res = self.collection.query(query_embeddings=[np.asarray(vector, dtype=np.float32)],
                                     n_results=min(n, total), include=["metadatas", "distances"])
         current = self.current_versions()
-        return [(cid, 1.0 - float(d)) for cid, d, m in zip(res["ids"][0], res["distances"][0], res["metadatas"][0])
+        return [(cid, 1.0 - float(d)) for cid, d, m in zip(res["ids"][0], res["distances"][0], res["metadatas"][0], strict=True)
                 if m.get("version") in current]
 
     def chunk_count(self) -> int:

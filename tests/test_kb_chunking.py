@@ -19,7 +19,7 @@ def test_size_overlap_and_boundaries():
     assert len(chunks) > 5
     assert all(len(c.text) <= 100 for c in chunks)
     assert all(c.text.endswith("。") for c in chunks)                # never mid-sentence
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in zip(chunks, chunks[1:], strict=False):
         assert split_sentences(a.text)[-1] in b.text[:30]          # <= 30 chars of whole sentences carried
     assert [c.index for c in chunks] == list(range(len(chunks)))
     joined = "".join(c.text for c in chunks)
