@@ -60,6 +60,7 @@ class AnswerResult:
     timings: dict = field(default_factory=dict)
     cited: list[int] = field(default_factory=list)
     error: str = ""
+    cited_inferred: bool = False   # True when no [n] was written and the citation was inferred
 
 
 def history_file(history_dir: Path, kb: str) -> Path:
@@ -138,7 +139,7 @@ class AnswerService:
 
         def render(kept: list[Source]) -> list[dict]:
             blocks = [prompts.format_source(i, s.source, s.page, s.text) for i, s in enumerate(kept, 1)]
-            return [system, *turns, {"role": "user", "content": prompts.user_message(question, blocks)}]
+            return [system, *turns, {"role": "user", "content": prompts.user_message(question, blocks, think)}]
 
         kept: list[Source] = []
         for s in sources:
@@ -196,7 +197,6 @@ class AnswerService:
             yield AnswerEvent("error", text=result.error)
             yield AnswerEvent("done", data=result)
             return
-        result.cited = prompts.cited_numbers(result.answer, len(result.sources))
         self._append_history(kb_name, result)
         yield AnswerEvent("done", data=result)
 
@@ -228,11 +228,26 @@ class AnswerService:
         if not result.answer and result.reasoning:  # "<think>" never closed: show it as the answer
             result.answer = result.reasoning
             yield AnswerEvent("answer", text=result.answer)
+        yield from self._cite(result)
         tokens = getattr(backend, "last_completion_tokens", None) or (
             backend.count_tokens("".join(raw)) if raw else 0)
         result.timings.update(
             ttft_ms=round((first - start) * 1000, 1) if first else None, tokens=tokens,
             tok_per_s=round((tokens - 1) / (end - first), 2) if first and tokens > 1 and end > first else None)
+
+    @staticmethod
+    def _cite(result: AnswerResult) -> Iterator[AnswerEvent]:
+        """Fill ``result.cited`` from the ``[n]`` markers; when the model wrote none, infer the
+        source by lexical overlap (:func:`models.prompts.infer_citations`) and append its marker."""
+        result.cited = prompts.cited_numbers(result.answer, len(result.sources))
+        if result.cited or not result.answer:
+            return
+        result.cited = prompts.infer_citations(result.answer, result.question, [s.text for s in result.sources])
+        if result.cited:
+            result.cited_inferred = True
+            marker = "".join(f"[{n}]" for n in result.cited)
+            result.answer += marker
+            yield AnswerEvent("answer", text=marker)
 
     def answer(self, question: str, **kw) -> AnswerResult:
         """Drain :meth:`ask`; return the final :class:`AnswerResult`."""

@@ -92,6 +92,8 @@ def _result_json(result, question: str | None) -> dict:
            "refused": result.refused, "model": result.model, "timings": result.timings}
     if result.error:
         out["error"] = result.error
+    if result.cited_inferred:
+        out["cited_inferred"] = True
     if question is not None:
         out["question"] = question
     return out

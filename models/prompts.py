@@ -12,20 +12,25 @@ from pathlib import Path
 
 SYSTEM = {
     ("zh", True): (
-        "你是一个基于知识库回答问题的助手。只根据下面编号的资料回答；资料里没有的内容，就说资料中没有。"
-        "先在 <think></think> 中简要推理，再在 <answer></answer> 中用中文给出答案。"
-        "答案中的每个事实后面都用 [编号] 标出出处，例如 [1]。"),
+        "你是一个基于知识库回答问题的助手。只根据用户给出的编号资料回答；资料里没有的内容，就说资料中没有。"
+        "先在 <think> 和 </think> 之间简要推理，再在 <answer> 和 </answer> 之间用中文给出答案，"
+        "并在句末用方括号标出所依据资料的编号。"
+        "示例：<think>资料[2]的第十条说城市的土地属于国家所有。</think><answer>城市的土地属于国家所有[2]。</answer>"),
     ("zh", False): (
-        "你是一个基于知识库回答问题的助手。只根据下面编号的资料回答；资料里没有的内容，就说资料中没有。"
-        "直接用中文给出答案，不要写推理过程。答案中的每个事实后面都用 [编号] 标出出处，例如 [1]。"),
+        "你是一个基于知识库回答问题的助手。只根据用户给出的编号资料回答；资料里没有的内容，就说资料中没有。"
+        "不要写推理过程，直接在 <answer> 和 </answer> 之间用中文给出答案，并在句末用方括号标出所依据资料的编号。"
+        "示例：<answer>城市的土地属于国家所有[2]。</answer>"),
     ("en", True): (
-        "You answer questions from a knowledge base. Use only the numbered sources below; if they "
-        "do not contain the answer, say so. First reason briefly inside <think></think>, then give "
-        "the answer in English inside <answer></answer>. Cite the source of every fact as [n], e.g. [1]."),
+        "You answer questions from a knowledge base, using only the numbered sources the user gives; "
+        "if they do not contain the answer, say so. First reason briefly between <think> and </think>, "
+        "then give the answer in English between <answer> and </answer>, citing the sources as [n]. "
+        "Example: <think>Source [2], section 10, says urban land is owned by the state.</think>"
+        "<answer>Urban land is owned by the state [2].</answer>"),
     ("en", False): (
-        "You answer questions from a knowledge base. Use only the numbered sources below; if they "
-        "do not contain the answer, say so. Give the answer directly in English, without reasoning. "
-        "Cite the source of every fact as [n], e.g. [1]."),
+        "You answer questions from a knowledge base, using only the numbered sources the user gives; "
+        "if they do not contain the answer, say so. Without reasoning, give the answer in English "
+        "between <answer> and </answer>, citing the sources as [n]. "
+        "Example: <answer>Urban land is owned by the state [2].</answer>"),
 }
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -48,11 +53,31 @@ def format_source(n: int, source: str, page: int | None, text: str) -> str:
     return f"[{n}] {where}\n{text.strip()}"
 
 
-def user_message(question: str, blocks: list[str]) -> str:
-    """The user turn: the numbered source blocks, then the question."""
-    head = "资料：" if detect_language(question) == "zh" else "Sources:"
-    ask = "问题：" if detect_language(question) == "zh" else "Question:"
+def user_message(question: str, blocks: list[str], think: bool = True) -> str:
+    """The user turn: the numbered source blocks, then the question (``think`` kept for callers)."""
+    head, ask = ("资料：", "问题：") if detect_language(question) == "zh" else ("Sources:", "Question: ")
     return f"{head}\n\n" + "\n\n".join(blocks) + f"\n\n{ask}{question}"
+
+
+def _bigrams(text: str) -> set[str]:
+    text = re.sub(r"\s+", "", text.lower())
+    return {text[i:i + 2] for i in range(len(text) - 1)}
+
+
+def infer_citations(answer: str, question: str, texts: list[str], min_shared: int = 3) -> list[int]:
+    """Sources an uncited answer most likely comes from: the 1-based index of the text sharing
+    the most character bigrams with the answer (bigrams of the question do not count), when it
+    shares at least ``min_shared``. A lexical-overlap attribution, used only when the model
+    wrote no ``[n]`` at all.
+
+    >>> infer_citations("实行民主集中制的原则。", "实行什么原则？", ["实行民主管理", "实行民主集中制的原则"])
+    [2]
+    """
+    grams = _bigrams(answer) - _bigrams(question)
+    scores = [len(grams & _bigrams(t)) for t in texts]
+    if not scores or max(scores) < min_shared:
+        return []
+    return [scores.index(max(scores)) + 1]
 
 
 def cited_numbers(answer: str, k: int) -> list[int]:

@@ -14,12 +14,12 @@ import main
 @pytest.fixture
 def kb_home(settings, tiny_qwen_dir, tmp_path):
     """A data dir with the tiny model active and a 2-page Chinese PDF ingested into KB 宪法."""
-    import fitz
+    import pymupdf
 
     from kb.service import KnowledgeBaseService
 
     pdf = tmp_path / "宪法节选.pdf"
-    doc = fitz.open()
+    doc = pymupdf.open()
     for text in ("第一条 中华人民共和国是人民民主专政的社会主义国家。",
                  "第三条 中华人民共和国的国家机构实行民主集中制的原则。"):
         doc.new_page().insert_text((72, 72), text, fontname="china-s", fontsize=12)

@@ -94,8 +94,8 @@ def test_events_order_sources_citations_and_prompt(settings):
     assert r.cited == [2] and r.sources[1].page == 12 and not r.refused
     assert r.timings["tokens"] > 0 and r.timings["ttft_ms"] is not None and r.timings["retrieve_ms"] >= 0
     system, user = backend.calls[0][0]["content"], backend.calls[0][-1]["content"]
-    assert "<think>" in system and "中文" in system          # question's language, R1-style tags
-    assert "[1] 宪法-1.pdf, p. 11" in user and "[3] 宪法-3.pdf, p. 13" in user and user.endswith("什么原则？")
+    assert "<think>" in system and "中文" in system and "[2]" in system  # language, R1 tags, one-shot
+    assert "[1] 宪法-1.pdf, p. 11" in user and "[3] 宪法-3.pdf, p. 13" in user and user.endswith("问题：国家机构实行什么原则？")
 
 
 def test_no_think_asks_for_the_answer_directly(settings):
@@ -194,3 +194,17 @@ def test_answer_with_the_tiny_model_end_to_end(settings, tiny_backend):
     r = AnswerService(settings, FakeKB(hits()), backend=tiny_backend).answer("国家机构实行什么原则？")
     assert r.model == tiny_backend.name and not r.refused and not r.error and len(r.sources) == 3
     assert 1 <= r.timings["tokens"] <= 8  # exact count of generated ids
+
+
+def test_uncited_answer_gets_the_overlapping_source(settings):
+    """A model that writes no [n]: the source sharing the answer's words is cited, marked inferred."""
+    many = hits(3)
+    many[1].text = "第三条 中华人民共和国的国家机构实行民主集中制的原则。"
+    many[0].text = many[2].text = "第五条 中华人民共和国实行依法治国。"
+    backend = ScriptedBackend(["国家机构实行民主", "集中制的原则。"])
+    events = list(AnswerService(settings, FakeKB(many), backend=backend).ask("国家机构实行什么原则？"))
+    r = events[-1].data
+    assert r.cited == [2] and r.cited_inferred and r.answer.endswith("[2]")
+    assert "".join(e.text for e in events if e.kind == "answer") == r.answer
+    plain = AnswerService(settings, FakeKB(many), backend=ScriptedBackend(["见 [1]。"])).answer("问？")
+    assert plain.cited == [1] and not plain.cited_inferred
