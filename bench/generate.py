@@ -17,7 +17,9 @@ The prompt is the product's own (models/prompts.py: system prompt + numbered CMR
 a question), sized to ``--prompt-tokens`` with the model's tokenizer. Decoding is greedy,
 repetition penalty 1.0, after a short warm-up generation. Time to first token = first text
 delta; decode tokens/s = (tokens - 1) / (last delta - first delta), tokens counted with the
-model's tokenizer on the completion text.
+model's tokenizer on the completion text. "CPU s" is the process CPU time of the timed
+generation (all threads): on a shared machine, CPU s well below threads x wall s means the
+run waited for cores.
 """
 from __future__ import annotations
 
@@ -122,16 +124,17 @@ def timed_stream(backend, messages, max_new: int) -> dict:
     from models.backend import GenerationSettings
 
     gen = GenerationSettings(max_new_tokens=max_new, temperature=0.0, top_p=1.0, repetition_penalty=1.0)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     first = last = None
     parts = []
     for delta in backend.stream(messages, gen=gen):
         last = time.perf_counter()
         first = first or last
         parts.append(delta)
+    cpu = time.process_time() - c0
     text = "".join(parts)
     n = backend.count_tokens(text)
-    return {"ttft_s": (first or t0) - t0, "tokens": n, "total_s": (last or t0) - t0,
+    return {"ttft_s": (first or t0) - t0, "tokens": n, "total_s": (last or t0) - t0, "cpu_s": cpu,
             "decode_tok_s": ratio(n - 1, (last - first) if first and last else None),
             "overall_tok_s": ratio(n, (last or t0) - t0), "text_head": text[:80]}
 
@@ -210,10 +213,10 @@ def measure(args) -> dict:
 
 def render(r: dict) -> str:
     rows = [(x["backend"], x.get("dtype"), x.get("load_s"), x.get("ttft_s"), x.get("tokens"), x.get("decode_tok_s"),
-             x.get("overall_tok_s"), x.get("peak_rss_mb"), x.get("ratio_vs_llama_cpp"), x.get("error", ""))
-            for x in r["runs"]]
-    out = table(["backend", "weights", "load s", "TTFT s", "tokens", "decode tok/s", "overall tok/s",
-                 "peak RSS MiB", "x llama.cpp", "error"], rows)
+             x.get("overall_tok_s"), x.get("cpu_s"), x.get("total_s"), x.get("peak_rss_mb"),
+             x.get("ratio_vs_llama_cpp"), x.get("error", "")) for x in r["runs"]]
+    out = table(["backend", "weights", "load s", "TTFT s", "tokens", "decode tok/s", "overall tok/s", "CPU s",
+                 "wall s", "peak RSS MiB", "x llama.cpp", "error"], rows)
     out += (f"\n\nprompt {r['prompt_tokens']} tokens (target {r['prompt_tokens_target']}), greedy, "
             f"{r['max_new_tokens']} new tokens max, {r['threads']} threads; model {r['model']}"
             f"\ntargets: tok/s >= 0.6x llama.cpp on the same GGUF; TTFT <= 1.5 s")
