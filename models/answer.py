@@ -84,6 +84,7 @@ class AnswerService:
         self.kb = kb_service
         self._registry = registry
         self._backend = backend
+        self._loaded_key = None  # model settings the registry-loaded backend was built from
         self._load_lock = threading.Lock()
         self._history_lock = threading.Lock()
 
@@ -98,17 +99,26 @@ class AnswerService:
 
     def set_backend(self, backend: ChatBackend | None) -> None:
         """Use ``backend`` from now on (None: load the active model again on the next ask)."""
-        self._backend = backend
+        with self._load_lock:
+            self._backend, self._loaded_key = backend, None
 
     @property
     def backend_name(self) -> str:
         return self._backend.name if self._backend is not None else str(self.settings.model)
 
+    def _model_key(self) -> tuple:
+        s = self.settings
+        return s.backend, s.model, s.adapter, s.ollama_model, s.device
+
     def backend(self) -> ChatBackend:
-        """The chat backend, loaded on first use (blocking; worker thread)."""
+        """The chat backend, loaded on first use and again after the model settings change
+        (``models use``, Settings dialog); blocking, call on a worker thread."""
         with self._load_lock:
+            if self._backend is not None and self._loaded_key not in (None, self._model_key()):
+                self._backend = None
             if self._backend is None:
                 self._backend = self.registry.load_backend()
+                self._loaded_key = self._model_key()
             return self._backend
 
     # -- retrieval and prompt ----------------------------------------------------------
@@ -186,8 +196,8 @@ class AnswerService:
                 return
             backend = self.backend()
             result.model = backend.name
-            history = self.history(kb) [-self.settings.history_turns:] if use_history and \
-                self.settings.history_turns > 0 else []
+            turns = self.settings.history_turns if use_history else 0
+            history = self.history(kb)[-turns:] if turns > 0 else []
             messages, result.sources = self.build_messages(question, sources, backend, think=think,
                                                            history=[h for h in history if not h.get("refused")])
             yield AnswerEvent("sources", data=result.sources)

@@ -208,3 +208,23 @@ def test_uncited_answer_gets_the_overlapping_source(settings):
     assert "".join(e.text for e in events if e.kind == "answer") == r.answer
     plain = AnswerService(settings, FakeKB(many), backend=ScriptedBackend(["见 [1]。"])).answer("问？")
     assert plain.cited == [1] and not plain.cited_inferred
+
+
+def test_backend_reloads_after_models_use(settings, tiny_qwen_dir, tmp_path):
+    import shutil
+
+    from models.registry import ModelRegistry
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_qwen_dir, other)
+    reg = ModelRegistry(settings)
+    reg.import_path(tiny_qwen_dir, name="a")
+    reg.import_path(other, name="b")
+    svc = AnswerService(settings, FakeKB(hits()), registry=reg)
+    first = svc.backend()
+    assert first.name == "a" and svc.backend() is first and svc.backend_name == "a"
+    reg.use("b")
+    assert svc.backend().name == "b"
+    svc.set_backend(ScriptedBackend([]))
+    reg.use("a")
+    assert svc.backend().name == "scripted"  # an injected backend is kept
