@@ -178,8 +178,15 @@ class ModelRegistry:
         return name_or_path, ""
 
     def available(self) -> bool:
-        """Is there a loadable answering model on this machine (no network used)?"""
+        """Is there a loadable answering model? Local files only; for ``backend: ollama`` the
+        configured server is asked whether it has ``ollama_model``."""
         if self.settings.backend == "ollama":
+            from models.ollama_backend import OllamaBackend
+
+            try:
+                OllamaBackend(self.settings).check()
+            except BackendError:
+                return False
             return True
         try:
             path, _ = self.resolve(None)

@@ -142,3 +142,15 @@ def test_export_merges_adapter_and_creates_model(settings, server, tiny_qwen_dir
 def test_names_and_modelfile():
     assert ollama_name("Qwen2.5 Coder/0.5B") == "qwen2.5-coder-0.5b"
     assert modelfile().startswith("FROM .\nTEMPLATE")
+
+
+def test_registry_available_asks_the_ollama_server(settings, server):
+    from models.registry import ModelRegistry
+
+    settings.update({"backend": "ollama", "ollama_host": server})
+    reg = ModelRegistry(settings)
+    assert reg.available() is True
+    settings.set("ollama_model", "missing:1b")
+    assert reg.available() is False
+    settings.set("ollama_host", free_port_url())
+    assert reg.available() is False
