@@ -24,7 +24,7 @@ def qwen_hf(qwen_gguf, tmp_path_factory) -> Path:
 
 def test_real_lora_steps_and_eval(tmp_path, qwen_hf, shared_data):
     data = shared_data / "gsm8k_zh"
-    env = {**os.environ, "TQTS_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "TQTS_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "trainer", "train", "--recipe", "smoke-cpu", "--allow-cpu", "--model", str(qwen_hf),
            "--dataset", str(data), "--output", str(run), "--max-steps", "2"]
