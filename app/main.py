@@ -222,7 +222,8 @@ class App:
             if reset:
                 services.answers.set_backend(None)
             try:
-                services.kb.embedder_name  # noqa: B018 - the property loads the embedder
+                services.kb.embedder_name  # noqa: B018 - the property creates the embedder
+                getattr(getattr(services.kb, "embedder", None), "model", None)  # its weights, if lazy
             except Exception as e:  # noqa: BLE001 - reported, the app still opens
                 errors.append(error_message(e))
             if load_model and not cancel.is_set():

@@ -17,13 +17,13 @@ from pathlib import Path
 from tkinter import ttk
 
 
-def passage_snippets(text: str, min_len: int = 6, max_len: int = 40, limit: int = 8) -> list[str]:
-    """Distinctive pieces of a chunk to search for on its page (sentences, cut to ``max_len``).
+def passage_snippets(text: str, min_len: int = 6, max_len: int = 160, limit: int = 12) -> list[str]:
+    """The sentences of a chunk, to search for on its page (each cut to ``max_len``).
 
     >>> passage_snippets("第一条 中华人民共和国是社会主义国家。 Short. A longer English sentence here.")
     ['第一条 中华人民共和国是社会主义国家', 'A longer English sentence here']
     """
-    parts = re.split(r"[\n。！？；!?;]|(?<=[a-z])\.\s", text)
+    parts = re.split(r"[\n。！？；!?;]|(?<=[a-z\d)])\.\s", re.sub(r"-\n(?=[a-z])", "", text))
     out = []
     for p in parts:
         p = re.sub(r"\s+", " ", p).strip(" .,，、")
@@ -32,11 +32,18 @@ def passage_snippets(text: str, min_len: int = 6, max_len: int = 40, limit: int 
     return out[:limit]
 
 
-def find_passage(page, text: str) -> list:
-    """Rectangles on a PyMuPDF ``page`` covering the passage ``text`` (may be empty)."""
+def find_passage(page, text: str, prefix: int = 40) -> list:
+    """Rectangles on a PyMuPDF ``page`` covering the passage ``text`` (may be empty).
+
+    Each sentence is searched whole; when that fails (hyphenation, a formula, extraction
+    differences) its first ``prefix`` characters are searched instead.
+    """
     rects = []
     for snippet in passage_snippets(text):
-        rects.extend(page.search_for(snippet))
+        found = page.search_for(snippet)
+        if not found and len(snippet) > prefix:
+            found = page.search_for(snippet[:prefix])
+        rects.extend(found)
     return rects
 
 
