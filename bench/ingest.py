@@ -6,12 +6,14 @@ Three measurements on the same files, in one process, each after its model is lo
 
 1. **tqts**: ``KnowledgeBaseService.ingest`` into a temp data dir (load, OCR if any, chunk,
    embed, store in chromadb, BM25 index) — pages/s and chunks/s.
-2. **embedder only**: ``SentenceTransformer.encode`` on exactly the chunks TQT-s stored, with
-   the same batch size: the upper bound for any pipeline that embeds these chunks.
+2. **embedder only**: the KB's own embedder (``Embedder.encode_documents``: same model, batch
+   size and precision) on exactly the chunks TQT-s stored: the upper bound for TQT-s's ingest.
 3. **langchain-style**: PyMuPDF page loader (one document per page, as LangChain's
    ``PyMuPDFLoader``) + ``langchain_text_splitters.RecursiveCharacterTextSplitter`` (same
    chunk size/overlap) + chromadb with the same embedder (all chunks embedded, then added in
    batches, as ``Chroma.add_texts``). DOCX: python-docx paragraphs (``Docx2txtLoader`` style).
+   The model is loaded as LangChain's ``HuggingFaceEmbeddings`` does: ``SentenceTransformer(name)``
+   with its defaults (float32 on CPU).
 
 Ratios: tqts chunks/s over the bound (same chunks), tqts pages/s over the baseline (same pages).
 """
@@ -85,13 +87,13 @@ def run_tqts(settings, files: list[Path], workdir: Path) -> dict:
     info = next(k for k in svc.list_kbs() if k.name == "bench")
     return {"seconds": sw.seconds, "pages": sum(r.pages for r in results),
             "chunks": sum(r.chunks for r in results), "failed": len(failed),
-            "collection": info.collection, "warmup_s": load.seconds}
+            "collection": info.collection, "warmup_s": load.seconds}, svc.embedder
 
 
-def run_bound(model, texts: list[str], batch_size: int) -> dict:
-    """Embed ``texts`` alone (normalised, same batch size): the bound for these chunks."""
+def run_bound(embedder, texts: list[str]) -> dict:
+    """Embed ``texts`` with the KB's own embedder, nothing else: the bound for these chunks."""
     with Stopwatch() as sw:
-        model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+        embedder.encode_documents(texts)
     return {"seconds": sw.seconds, "chunks": len(texts)}
 
 
@@ -146,12 +148,13 @@ def measure(paths: list[str], embedder: str | None) -> dict:
         raise SystemExit(f"error: no {', '.join(sorted(SUFFIXES))} files under {' '.join(paths)}")
     with temp_home() as home:
         settings = load_settings(home, embedding_model=resolve_embedder(embedder, home))
-        tq = run_tqts(settings, files, home)
+        tq, embedder = run_tqts(settings, files, home)
         texts = stored_chunks(settings, tq["collection"])
-        model = SentenceTransformer(settings.embedding_model, device="cpu")
         log(f"embedder only: {len(texts)} chunks")
-        bound = run_bound(model, texts, settings.embedding_batch_size)
+        bound = run_bound(embedder, texts)
         log("langchain-style baseline")
+        model = SentenceTransformer(settings.embedding_model, device="cpu")
+        model.encode(["warm-up"])
         base = run_baseline(model, files, settings, home)
     for r in (tq, bound, base):
         r["pages_per_s"] = ratio(r.get("pages"), r["seconds"])
