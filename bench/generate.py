@@ -86,10 +86,10 @@ class _RawLlama:
 
     name = "llama.cpp"
 
-    def __init__(self, gguf: str, ctx: int):
+    def __init__(self, gguf: str, ctx: int, threads: int):
         from models.llamacpp_backend import load_llama  # same load parameters as the backend
 
-        self.llm = load_llama(gguf, n_ctx=ctx, threads=os.cpu_count() or 1)
+        self.llm = load_llama(gguf, n_ctx=ctx, threads=threads)
 
     def stream(self, messages, *, gen=None, cancel=None):
         for c in self.llm.create_chat_completion(messages=messages, stream=True, max_tokens=gen.max_new_tokens,
@@ -101,17 +101,20 @@ class _RawLlama:
         return len(self.llm.tokenize(text.encode(), add_bos=False, special=True))
 
 
-def load_backend(kind: str, model: str, gguf: str | None, home: str | None):
-    """Load one backend for the worker (see module docstring)."""
+def load_backend(kind: str, model: str, gguf: str | None, home: str | None, threads: int):
+    """Load one backend for the worker (see module docstring), using ``threads`` CPU threads."""
     import settings as settings_mod
 
     s = settings_mod.load(home)
     if kind == "llama.cpp":
-        return _RawLlama(gguf, s.context_tokens)
+        return _RawLlama(gguf, s.context_tokens, threads)
     if kind == "llamacpp":
         from models.llamacpp_backend import LlamaCppBackend
 
-        return LlamaCppBackend(gguf, s, adapter="")
+        return LlamaCppBackend(gguf, s, adapter="", threads=threads)
+    import torch
+
+    torch.set_num_threads(threads)
     from models.registry import ModelRegistry
 
     s.set("backend", "transformers", persist=False)
@@ -143,7 +146,7 @@ def worker(args) -> int:
     """Load one backend, warm up, time one generation; print one JSON line."""
     messages = json.loads(Path(args.prompt_file).read_text(encoding="utf-8"))
     t = time.perf_counter()
-    backend = load_backend(args.worker, args.model, args.gguf, args.home)
+    backend = load_backend(args.worker, args.model, args.gguf, args.home, args.threads)
     load_s = time.perf_counter() - t
     timed_stream(backend, [{"role": "user", "content": "你好"}], 8)  # warm-up, unrelated prefix
     out = timed_stream(backend, messages, args.max_new_tokens)
@@ -174,7 +177,8 @@ def resolve(model: str, gguf: str | None, home: str | None) -> tuple[str | None,
 
 def run_worker(kind: str, args, prompt_file: str, gguf: str | None) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--model", args.model, "--prompt-file", prompt_file,
-           "--max-new-tokens", str(args.max_new_tokens)] + (["--gguf", gguf] if gguf else []) + \
+           "--max-new-tokens", str(args.max_new_tokens), "--threads", str(args.threads)] + \
+        (["--gguf", gguf] if gguf else []) + \
           (["--home", args.home] if args.home else [])
     log(f"{kind}: running ...")
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
@@ -208,7 +212,7 @@ def measure(args) -> dict:
         r["ratio_vs_llama_cpp"] = ratio(r.get("decode_tok_s"), ref and ref["decode_tok_s"])
     return {"model": args.model, "folder": folder, "gguf": gguf, "prompt_tokens_target": args.prompt_tokens,
             "prompt_tokens": count(messages[0]["content"] + messages[1]["content"]),
-            "max_new_tokens": args.max_new_tokens, "threads": os.cpu_count(), "runs": runs, "skipped": skipped}
+            "max_new_tokens": args.max_new_tokens, "threads": args.threads, "runs": runs, "skipped": skipped}
 
 
 def render(r: dict) -> str:
@@ -232,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gguf", help="GGUF file for the llama.cpp runs (default: the model folder's model.gguf)")
     p.add_argument("--prompt-tokens", type=int, default=1500)
     p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads per backend (default: all cores)")
     p.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated subset of " + ",".join(BACKENDS))
     p.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
     p.add_argument("--prompt-file", help=argparse.SUPPRESS)
