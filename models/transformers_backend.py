@@ -2,8 +2,8 @@
 
 Device ``auto`` picks CUDA, then MPS, then CPU. Dtype ``auto`` picks bfloat16 where the hardware
 computes it natively (CUDA with bf16 support; a CPU with AVX512-BF16/AMX, where oneDNN runs bf16
-matmuls — measured ~1.6x faster than float32 for the 0.5B model on this machine's Xeon, see
-README "models") and float32 otherwise (older CPUs emulate bf16, which is slower than float32;
+matmuls — for the 0.5B model on the dev machine's AMX Xeon: ~1.7x faster prefill than float32,
+same decode speed, half the memory; see README "models") and float32 otherwise (older CPUs emulate bf16, which is slower than float32;
 fp16 on MPS/old GPUs risks overflow in Qwen's attention, so float32 there too).
 
 Threads: :meth:`TransformersBackend.stream` runs ``generate`` in a worker thread of its own and
