@@ -149,8 +149,16 @@ class EvalCallback(TrainerCallback):
         self.max_new_tokens, self.patience, self.shared = max_new_tokens, patience, shared
         self.batch_size = batch_size
         self.trainer = None  # set by train.py (save_model, tokenizer)
-        self.best, self.below = -1.0, 0
+        self.best, self.below = self.previous_best(), 0
         self.history: list[dict] = []
+
+    def previous_best(self) -> float:
+        """Best accuracy already in best/best.json (a resumed run keeps its best), else -1."""
+        try:
+            return float(json.loads((self.run_dir / "best" / "best.json").read_text(encoding="utf-8"))
+                         ["lenient_accuracy"])
+        except (OSError, ValueError, KeyError):
+            return -1.0
 
     def evaluate(self, model) -> dict:
         """Greedy completions on the held-out examples; the :func:`trainer.evaluate.score` report."""

@@ -163,7 +163,7 @@ def load_data(recipe, args, tokenizer):
 
 # -- the run ------------------------------------------------------------------------------------
 
-def build_trainer(recipe, model_path: str, run_dir: Path, on_cpu: bool, args):
+def build_trainer(recipe, model_path: str, run_dir: Path, on_cpu: bool, args, stop: StopCallback):
     """GRPOTrainer plus our callbacks; returns (trainer, callbacks dict)."""
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -178,7 +178,6 @@ def build_trainer(recipe, model_path: str, run_dir: Path, on_cpu: bool, args):
     guard = EvalCallback(run_dir, held, recipe.eval_every,
                          recipe.eval_max_new_tokens or config.max_completion_length,
                          recipe.early_stop_patience, shared)
-    stop = StopCallback()
     funcs = get_reward_funcs(list(recipe.rewards))
     trainer = GRPOTrainer(model=model_path, reward_funcs=funcs, args=config,
                           train_dataset=Dataset.from_list(train), processing_class=tok,
@@ -247,9 +246,12 @@ def train_in(run_dir: Path, recipe, model: str, on_cpu: bool, args, info: dict) 
     """Build the trainer, train (resuming when asked), save final/; return the status."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    trainer, cbs = build_trainer(recipe, model, run_dir, on_cpu, args)
+    stop = StopCallback()
     if threading_main():
-        cbs["stop"].install()
+        stop.install()  # before loading: a signal while loading also ends with status "stopped"
+    trainer, cbs = build_trainer(recipe, model, run_dir, on_cpu, args, stop)
+    if stop.requested:
+        return "stopped"
     resume = get_last_checkpoint(str(run_dir)) if args.resume else None
     if resume:
         print(f"resuming from {resume}", flush=True)
