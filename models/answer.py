@@ -202,8 +202,8 @@ class AnswerService:
                                                            history=[h for h in history if not h.get("refused")])
             yield AnswerEvent("sources", data=result.sources)
             yield from self._generate(backend, messages, result, cancel)
-        except (BackendError, OSError, RuntimeError, ValueError, KeyError) as e:
-            result.error = str(e).strip("'\"") if isinstance(e, KeyError) else str(e)
+        except Exception as e:  # noqa: BLE001 - any failure becomes one visible error event
+            result.error = _message(e)
             yield AnswerEvent("error", text=result.error)
             yield AnswerEvent("done", data=result)
             return
@@ -309,6 +309,15 @@ class AnswerService:
         out = Path(path)
         out.write_text("\n".join(lines), encoding="utf-8")
         return out
+
+
+def _message(e: Exception) -> str:
+    """One line for the user: known errors as they are, others with their type."""
+    if isinstance(e, KeyError):
+        return str(e).strip("'\"")
+    if isinstance(e, (BackendError, OSError, RuntimeError, ValueError)):
+        return str(e)
+    return f"{type(e).__name__}: {e}"
 
 
 def _count(backend: ChatBackend, messages: list[dict]) -> int:
