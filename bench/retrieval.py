@@ -9,7 +9,11 @@ passage. Every question is searched with k=10 in the modes ``bm25``, ``vector`` 
 (``--reranker`` or settings ``reranker_model``).
 
 hit@k: share of questions whose gold passage is in the top k. MRR@10: mean of 1/rank of the
-gold passage (0 when not in the top 10) — the MS MARCO convention.
+gold passage (0 when not in the top 10) — the MS MARCO convention. Ranks count documents (several
+chunks of one passage count once).
+
+The "hybrid (vector weight w)" rows re-fuse the BM25 and vector candidate lists offline with the
+KB's own RRF and BM25 weight 1: what another ``kb.retrieval.WEIGHTS`` would score.
 
 ``--kb-dir`` keeps the data dir (and its knowledge base) between runs; unchanged documents are
 skipped by hash on the next run, so only the questions are re-run.
@@ -37,7 +41,9 @@ from bench.common import (  # noqa: E402
 )
 
 K = 10
+CANDIDATES = 50  # the KB fuses max(50, 4 x k) candidates per retriever (kb.retrieval.CANDIDATES)
 BASE_MODES = ("bm25", "vector", "hybrid")
+SWEEP = (0.0, 0.25, 0.5, 1.0)
 
 
 def load_squad(path: Path, limit: int | None = None) -> tuple[list[str], list[tuple[str, int]]]:
@@ -84,15 +90,38 @@ def score(ranked: list[list[str]], gold: list[str]) -> dict:
     return {"hit@1": h1 / n, "hit@5": h5 / n, "mrr@10": rr / n}
 
 
-def run_mode(svc, qas, paths, mode: str | None) -> dict:
-    """Search every question in ``mode`` (None: the service default); return the scores + ms/query."""
+def run_mode(svc, qas, paths, mode: str | None, keep: list | None = None) -> dict:
+    """Search every question in ``mode`` (None: the service default); return the scores + ms/query.
+
+    With ``keep`` (a list), the top :data:`CANDIDATES` hits per question are appended to it
+    (for :func:`sweep`); the scores still use the top :data:`K`.
+    """
     kw = {"mode": mode} if mode else {}
     ranked = []
     with Stopwatch() as sw:
         for q, _ in qas:
-            ranked.append([str(Path(h.source).resolve()) for h in svc.search(q, kb="retrieval", k=K, **kw)])
+            hits = svc.search(q, kb="retrieval", k=CANDIDATES if keep is not None else K, **kw)
+            ranked.append([str(Path(h.source).resolve()) for h in hits[:K]])
+            if keep is not None:
+                keep.append([(h.chunk_id, str(Path(h.source).resolve())) for h in hits])
     gold = [str(paths[i].resolve()) for _, i in qas]
     return {**score(ranked, gold), "ms_per_query": sw.seconds * 1000 / max(len(qas), 1)}
+
+
+def sweep(bm25: list, vector: list, gold: list[str], weights=SWEEP) -> dict:
+    """hybrid scores for other vector weights, fusing the kept candidate lists with the KB's own
+    :func:`kb.retrieval.rrf` (BM25 weight 1) — what changing ``kb.retrieval.WEIGHTS`` would give."""
+    from kb.retrieval import rrf
+
+    out = {}
+    for w in weights:
+        ranked = []
+        for b, v in zip(bm25, vector, strict=True):
+            src = dict(b + v)
+            fused = rrf({"bm25": [c for c, _ in b], "vector": [c for c, _ in v]}, {"bm25": 1.0, "vector": w})
+            ranked.append([src[c] for c, _ in fused[:K]])
+        out[f"hybrid (vector weight {w:g})"] = score(ranked, gold)
+    return out
 
 
 def measure(file: Path, home: Path, embedder: str | None, reranker: str | None, limit: int | None) -> dict:
@@ -109,10 +138,11 @@ def measure(file: Path, home: Path, embedder: str | None, reranker: str | None, 
     for r in bad:
         log(f"{r.path}: {r.message}")
     has_mode = "mode" in inspect.signature(svc.search).parameters
-    modes = {}
+    modes, kept = {}, {"bm25": [], "vector": []}
     for mode in BASE_MODES if has_mode else ("hybrid",):
         log(f"{len(qas)} questions, {mode} ...")
-        modes[mode] = run_mode(svc, qas, paths, mode if has_mode else None)
+        modes[mode] = run_mode(svc, qas, paths, mode if has_mode else None, kept.get(mode) if has_mode else None)
+    fusion = sweep(kept["bm25"], kept["vector"], [str(paths[i].resolve()) for _, i in qas]) if has_mode else {}
     reranker = reranker or load_settings(home).reranker_model
     if reranker:
         rs = load_settings(home, embedding_model=settings.embedding_model, reranker_model=reranker)
@@ -120,11 +150,12 @@ def measure(file: Path, home: Path, embedder: str | None, reranker: str | None, 
         modes["hybrid+rerank"] = run_mode(KnowledgeBaseService(rs), qas, paths, "hybrid" if has_mode else None)
     return {"file": str(file), "n_questions": len(qas), "n_passages": len(contexts),
             "embedder": settings.embedding_model, "reranker": reranker or None,
-            "ingest_s": sw.seconds, "failed_docs": len(bad), "modes": modes}
+            "ingest_s": sw.seconds, "failed_docs": len(bad), "modes": modes, "fusion_sweep": fusion}
 
 
 def render(r: dict) -> str:
     rows = [(m, v["hit@1"], v["hit@5"], v["mrr@10"], v["ms_per_query"]) for m, v in r["modes"].items()]
+    rows += [(m, v["hit@1"], v["hit@5"], v["mrr@10"], None) for m, v in r.get("fusion_sweep", {}).items()]
     out = table(["mode", "hit@1", "hit@5", "MRR@10", "ms/query"], rows)
     m = r["modes"]
     if all(k in m for k in BASE_MODES):

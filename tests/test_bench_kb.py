@@ -56,6 +56,10 @@ def test_retrieval_scores_each_mode(tiny_env, tmp_path, capsys):
     assert r["modes"]["bm25"]["hit@1"] == 1.0  # each question shares rare words only with its passage
     for m in r["modes"].values():
         assert 0 <= m["hit@1"] <= m["hit@5"] <= 1 and 0 <= m["mrr@10"] <= 1
+    same = r["fusion_sweep"]["hybrid (vector weight 1)"]  # offline re-fusion reproduces the service
+    assert same == {k: v for k, v in r["modes"]["hybrid"].items() if k != "ms_per_query"}
+    assert r["fusion_sweep"]["hybrid (vector weight 0)"] == \
+        {k: v for k, v in r["modes"]["bm25"].items() if k != "ms_per_query"}
 
 
 def test_score_and_percentile_conventions():
