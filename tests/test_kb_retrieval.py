@@ -89,3 +89,10 @@ def test_real_cmrc_sample_bm25(shared_data, settings):
 
 def test_weights_are_known_modes():
     assert set(retrieval.WEIGHTS) == {"bm25", "vector"} and retrieval.RRF_K == 60
+
+
+def test_fusion_weights_for_english_only_embedders():
+    assert retrieval.fusion_weights("/x/all-MiniLM-L6-v2", "根本制度是什么")["vector"] == retrieval.WEAK_VECTOR_WEIGHT
+    assert retrieval.fusion_weights("/x/all-MiniLM-L6-v2", "what is the basic system")["vector"] == 1.0
+    assert retrieval.fusion_weights("BAAI/bge-small-zh-v1.5", "根本制度是什么")["vector"] == 1.0
+    assert retrieval.fusion_weights("paraphrase-multilingual-MiniLM-L12-v2", "根本制度")["vector"] == 1.0
