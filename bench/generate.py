@@ -17,7 +17,8 @@ The prompt is the product's own (models/prompts.py: system prompt + numbered CMR
 a question), sized to ``--prompt-tokens`` with the model's tokenizer. Decoding is greedy,
 repetition penalty 1.0, after a short warm-up generation. Time to first token = first text
 delta; decode tokens/s = (tokens - 1) / (last delta - first delta), tokens counted with the
-model's tokenizer on the completion text. "CPU s" is the process CPU time of the timed
+model's tokenizer on the completion text. With ``--repeat N`` each backend generates N times
+(llama.cpp's prompt cache reset in between) and the medians are reported. "CPU s" is the process CPU time of the timed
 generation (all threads): on a shared machine, CPU s well below threads x wall s means the
 run waited for cores.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -149,7 +151,15 @@ def worker(args) -> int:
     backend = load_backend(args.worker, args.model, args.gguf, args.home, args.threads)
     load_s = time.perf_counter() - t
     timed_stream(backend, [{"role": "user", "content": "你好"}], 8)  # warm-up, unrelated prefix
-    out = timed_stream(backend, messages, args.max_new_tokens)
+    runs = []
+    for _ in range(args.repeat):
+        llm = getattr(backend, "_llm", None) or getattr(backend, "llm", None)
+        if llm is not None:
+            llm.reset()  # drop llama.cpp's cached prompt prefix: every run evaluates the whole prompt
+        runs.append(timed_stream(backend, messages, args.max_new_tokens))
+    out = {k: statistics.median(r[k] for r in runs) if isinstance(runs[0][k], (int, float)) else runs[0][k]
+           for k in runs[0] if all(r[k] is not None for r in runs)}
+    out["repeats"] = {k: [r[k] for r in runs] for k in ("ttft_s", "decode_tok_s")}
     out.update(backend=args.worker, load_s=load_s, peak_rss_mb=peak_rss_mb(),
                prompt_tokens=sum(backend.count_tokens(m["content"]) for m in messages),
                device=getattr(backend, "device", "cpu"), dtype=str(getattr(backend, "dtype", "q4 (gguf)")))
@@ -177,7 +187,7 @@ def resolve(model: str, gguf: str | None, home: str | None) -> tuple[str | None,
 
 def run_worker(kind: str, args, prompt_file: str, gguf: str | None) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--model", args.model, "--prompt-file", prompt_file,
-           "--max-new-tokens", str(args.max_new_tokens), "--threads", str(args.threads)] + \
+           "--max-new-tokens", str(args.max_new_tokens), "--threads", str(args.threads), "--repeat", str(args.repeat)] + \
         (["--gguf", gguf] if gguf else []) + \
           (["--home", args.home] if args.home else [])
     log(f"{kind}: running ...")
@@ -236,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gguf", help="GGUF file for the llama.cpp runs (default: the model folder's model.gguf)")
     p.add_argument("--prompt-tokens", type=int, default=1500)
     p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--repeat", type=int, default=1, help="timed generations per backend; medians reported")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads per backend (default: all cores)")
     p.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated subset of " + ",".join(BACKENDS))
     p.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
