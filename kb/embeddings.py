@@ -53,6 +53,26 @@ def pick_device(setting: str = "auto") -> str:
         return "cpu"
 
 
+_THREADS_LOCK = threading.Lock()
+
+
+class _one_torch_thread:
+    """Context manager: torch.set_num_threads(1) inside, the previous value restored after."""
+
+    def __enter__(self):
+        import torch
+
+        _THREADS_LOCK.acquire()
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.before)
+        _THREADS_LOCK.release()
+
+
 class Embedder:
     """A sentence-transformers model, loaded on first use (thread-safe).
 
@@ -110,8 +130,14 @@ class Embedder:
         return np.asarray(vecs, dtype=np.float32)
 
     def encode_query(self, query: str) -> np.ndarray:
-        """Embed one query (instruction prefixed when the model needs one). Returns (dimension,)."""
-        return self.encode_documents([self.instruction + query])[0]
+        """Embed one query (instruction prefixed when the model needs one). Returns (dimension,).
+
+        Runs torch on one thread: for one short text, several threads only wait on each
+        other, and when another core is busy a 2-thread encode of all-MiniLM-L6-v2 took
+        ~450 ms here against ~8 ms on one thread.
+        """
+        with _one_torch_thread():
+            return self.encode_documents([self.instruction + query])[0]
 
 
 @register_embedding_function
