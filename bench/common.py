@@ -29,15 +29,17 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")  # chromadb
 
 
 class Stopwatch:
-    """Wall-clock seconds of a ``with`` block: ``with Stopwatch() as sw: ...; sw.seconds``."""
+    """Wall-clock and process CPU seconds of a ``with`` block:
+    ``with Stopwatch() as sw: ...; sw.seconds, sw.cpu_seconds``."""
 
     def __enter__(self) -> Stopwatch:
-        self.start = time.perf_counter()
-        self.seconds = 0.0
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
+        self.seconds = self.cpu_seconds = 0.0
         return self
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
+        self.cpu_seconds = time.process_time() - self.cpu_start  # all threads of this process
 
 
 def percentile(values: Sequence[float], q: float) -> float:
