@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "ocr_languages": "chi_sim+eng",    # tesseract language string
     "reranker_model": "",              # optional cross-encoder folder / hub id ("" = off)
     # answering model
-    "backend": "transformers",         # transformers | ollama
+    "backend": "transformers",         # transformers | ollama | llamacpp (optional llama-cpp-python, reads model.gguf)
     "model": "Qwen/Qwen2.5-0.5B-Instruct",  # registry name, hub id or local folder
     "adapter": "",                     # LoRA adapter folder applied on top of `model`
     "ollama_host": "http://127.0.0.1:11434",
