@@ -11,7 +11,9 @@ Every problem a user can fix raises :class:`LoaderError` with one line: what is 
 """
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,3 +356,56 @@ def load(path: str | Path, **kw) -> LoadedDocument:
     except OSError as e:
         raise LoaderError(f"cannot read the file ({e.strerror}); check the path and permissions") from None
     return LOADERS[ext](path, **kw)
+
+
+# -- ingest worker process ------------------------------------------------------------------
+# KnowledgeBaseService.ingest runs load_and_chunk in a "spawn" worker process, so parsing
+# overlaps embedding and never holds the app's GIL. This module (with kb.ocr, kb.chunking)
+# is all the worker imports: no chromadb, no torch.
+_PROGRESS = None      # the worker's multiprocessing.SimpleQueue of (file index, page, pages)
+
+
+def load_and_chunk(path: str | Path, *, chunk_size: int, chunk_overlap: int, ocr_engine: str = "auto",
+                   ocr_languages: str = "chi_sim+eng", on_page: Callable[[int, int], None] | None = None) -> dict:
+    """Load one file and cut it into chunks: everything ingest needs, as picklable data.
+
+    Returns:
+        {"doc": LoadedDocument with ``blocks`` emptied, "chunks": list[kb.chunking.Chunk],
+        "pid": id of the process that parsed, "seconds": wall time of load + chunk}.
+
+    Raises:
+        LoaderError: as :func:`load`.
+    """
+    from kb import chunking
+
+    t0 = time.perf_counter()
+    doc = load(path, ocr_engine=ocr_engine, ocr_languages=ocr_languages, on_page=on_page)
+    chunks = chunking.chunk_blocks(doc.blocks, chunk_size, chunk_overlap)
+    doc.blocks = []
+    return {"doc": doc, "chunks": chunks, "pid": os.getpid(), "seconds": time.perf_counter() - t0}
+
+
+def worker_init(progress) -> None:
+    """Initializer of the ingest worker process: keep the page-progress queue, and exit when the
+    parent process dies (a killed app must not leave an orphan parser behind)."""
+    import multiprocessing
+    import threading
+
+    global _PROGRESS
+    _PROGRESS = progress
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(sentinel) -> None:
+    from multiprocessing.connection import wait
+
+    wait([sentinel])
+    os._exit(0)
+
+
+def worker_load_and_chunk(i: int, path: str, opts: dict) -> dict:
+    """:func:`load_and_chunk` in the worker; page progress goes to the queue as (i, page, pages)."""
+    on_page = (lambda d, t: _PROGRESS.put((i, d, t))) if _PROGRESS is not None else None
+    return load_and_chunk(path, on_page=on_page, **opts)

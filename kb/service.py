@@ -7,15 +7,22 @@ demand.
 from __future__ import annotations
 
 import hashlib
+import logging
+import multiprocessing
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kb import chunking, loaders, retrieval
+from kb import loaders, retrieval
 from kb.embeddings import Embedder
 from kb.store import KnowledgeBase, Store
 from kb.types import DocumentInfo, Hit, IngestResult, KBInfo
+
+log = logging.getLogger(__name__)
 
 #: chunks embedded per progress step (sentence-transformers batches inside each step).
 EMBED_GROUP = 256
@@ -155,7 +162,8 @@ class KnowledgeBaseService:
                on_result: Callable[[IngestResult], None] | None = None, cancel=None) -> list[IngestResult]:
         """Add files and folders (recursive) to a knowledge base.
 
-        Files are loaded and chunked one by one; chunks of consecutive small files are embedded
+        Files are hashed here, then loaded and chunked in a worker process a few files ahead (see
+        :class:`_Parser`) while this thread embeds and stores; chunks of consecutive small files are embedded
         together (at least :data:`EMBED_GROUP` per call) so many small files ingest as fast as
         one big one. A file already stored with the same sha256 is "skipped"; a changed file's
         old chunks are replaced (see kb.store for crash safety). Problems with one file become a
@@ -175,11 +183,7 @@ class KnowledgeBaseService:
             files = expand_paths([paths] if isinstance(paths, (str, Path)) else paths)
             base = self._kb(kb)
             run = _IngestRun(self, base, len(files), on_progress, on_result, cancel)
-            for i, path in enumerate(files):
-                if cancel is not None and cancel.is_set():
-                    break
-                run.add(i, path)
-            run.flush()
+            run.run(files)
             if any(r.status in ("added", "updated") for r in run.results):
                 if on_progress:
                     on_progress(len(files), len(files), "indexing (BM25)")
@@ -211,15 +215,98 @@ class KnowledgeBaseService:
         return max(sims) >= float(self.settings.relevance_floor) if sims else True
 
 
+class _Parser:
+    """Load + chunk for one ingest call: in ONE worker process ("spawn"; it imports kb.loaders,
+    kb.ocr and kb.chunking only: no chromadb, no torch) so parsing overlaps embedding and never
+    holds this process's GIL (the app's UI thread keeps ticking); in this process when
+    ``settings.ingest_workers`` is 0 or the worker cannot start. The worker starts on the first
+    submit and serves the whole call (its start-up is paid once per ingest, not per file)."""
+
+    def __init__(self, settings):
+        self.opts = {"chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap,
+                     "ocr_engine": settings.ocr_engine, "ocr_languages": settings.ocr_languages}
+        self.in_process = int(getattr(settings, "ingest_workers", 1)) <= 0
+        self.pool = self.queue = None
+        self.live: set = set()             # Futures of the current worker
+
+    def submit(self, i: int, path: Path):
+        """Queue file ``i`` in the worker -> a Future, or None to parse it in :meth:`wait`."""
+        for _ in range(2):
+            if self.in_process:
+                return None
+            try:
+                if self.pool is None:
+                    ctx = multiprocessing.get_context("spawn")
+                    self.queue = ctx.SimpleQueue()
+                    self.pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=loaders.worker_init,
+                                                    initargs=(self.queue,))
+                fut = self.pool.submit(loaders.worker_load_and_chunk, i, str(path), self.opts)
+                self.live.add(fut)
+                return fut
+            except BrokenProcessPool:
+                self.restart()
+            except (OSError, RuntimeError, ImportError, NotImplementedError) as e:
+                log.warning("ingest worker process cannot start (%s); parsing in this process", e)
+                self.close()
+                self.in_process = True
+        return None
+
+    def wait(self, handle, i: int, path: Path, report: Callable[[int, int], None], cancel) -> dict:
+        """The parsed file (see loaders.load_and_chunk); ``report(page, pages)`` while it parses.
+
+        Raises:
+            the loader's exception; BrokenProcessPool (worker died); InterruptedError (cancel set).
+        """
+        if handle is None:
+            return loaders.load_and_chunk(path, on_page=report, **self.opts)
+        while True:
+            try:
+                return handle.result(timeout=0.1)
+            except TimeoutError:
+                pass
+            finally:
+                last = None
+                while self.queue is not None and not self.queue.empty():
+                    msg = self.queue.get()
+                    last = msg if msg[0] == i else last
+                if last:
+                    report(last[1], last[2])
+            if cancel is not None and cancel.is_set():
+                raise InterruptedError("cancelled")
+
+    def restart(self, handle=None) -> None:
+        """Drop the broken worker (unless ``handle`` came from an earlier, already dropped one);
+        the next submit starts a fresh one."""
+        if handle is None or handle in self.live:
+            log.warning("ingest worker process died; starting a new one")
+            self.close(wait=False)
+
+    def close(self, wait: bool = True) -> None:
+        """Stop the worker: pending files are dropped; ``wait`` for the one it is parsing."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=wait, cancel_futures=True)
+        self.pool = self.queue = None
+        self.live = set()
+
+
 class _IngestRun:
-    """One ingest call: prepares files (load + chunk), embeds pending chunks in big groups,
-    stores each document, and reports results in input order."""
+    """One ingest call: checks files (hash, dedup) here, parses them ahead in the worker process
+    (:class:`_Parser`), embeds pending chunks in big groups, stores each document, and reports
+    results in input order."""
+
+    #: files parsed ahead of the one being embedded (the worker never waits for the embedder)
+    AHEAD = 2
 
     def __init__(self, svc: KnowledgeBaseService, base: KnowledgeBase, total: int, on_progress, on_result, cancel):
         self.svc, self.base, self.total = svc, base, total
         self.on_progress, self.on_result, self.cancel = on_progress, on_result, cancel
         self.results: list[IngestResult] = []
         self.pending: list[dict] = []
+        self.parser = _Parser(svc.settings)
+        self.queued: set[str] = set()      # sha256 of files sent to the parser in this call
+
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
 
     def step(self, at: float, message: str) -> None:
         if self.on_progress:
@@ -230,10 +317,50 @@ class _IngestRun:
         if self.on_result:
             self.on_result(res)
 
-    def add(self, i: int, path: Path) -> None:
-        """Prepare file ``i``; failures and skips are reported after the files queued before it."""
+    def run(self, files: list[Path]) -> None:
+        """Ingest ``files`` in order; up to :attr:`AHEAD` files beyond the current one are parsing."""
+        window: deque[dict] = deque()
+        nxt = 0
+        try:
+            while not self.cancelled():
+                while nxt < len(files) and sum("handle" in w for w in window) <= self.AHEAD:
+                    window.append(self.check(nxt, files[nxt]))
+                    nxt += 1
+                if not window:
+                    break
+                self.add(window.popleft(), window)
+            self.flush()
+        finally:
+            self.parser.close(wait=not self.cancelled())
+
+    def check(self, i: int, path: Path) -> dict:
+        """Hash and dedup file ``i`` here; send it to the parser only when it must be read."""
+        item = {"i": i, "path": path}
+        try:
+            if not path.exists():
+                raise loaders.LoaderError("no such file or folder; check the path")
+            source, sha = str(path.resolve()), file_sha256(path)
+            docs = self.base.manifest()["docs"]
+            if docs.get(source, {}).get("sha256") == sha:
+                d = docs[source]
+                return {**item, "result": IngestResult(source, "skipped", "unchanged", d.get("pages", 0),
+                                                       d.get("chunks", 0), d.get("ocr_pages", 0))}
+            self.svc._check_model(self.base)
+        except (loaders.LoaderError, ValueError, OSError) as e:
+            return {**item, "result": IngestResult(str(path), "failed", str(e))}
+        entry = {"sha256": sha, "name": path.name}
+        item.update(source=source, entry=entry, status="updated" if source in docs else "added")
+        if sha not in self.queued and not any(d["sha256"] == sha for d in docs.values()):
+            self.queued.add(sha)
+            item["handle"] = self.parser.submit(i, path)
+        return item
+
+    def add(self, item: dict, window: deque) -> None:
+        """Finish file ``item``: wait for its parse, queue its chunks; failures and skips are
+        reported after the files queued before it."""
+        i, path = item["i"], item["path"]
         self.step(i, path.name)
-        prep = self.prepare(i, path)
+        prep = item.get("result") or self.twin(item) or self.parse(item, window)
         if isinstance(prep, IngestResult):
             self.flush()
             self.emit(prep)
@@ -242,33 +369,46 @@ class _IngestRun:
         if sum(len(p["chunks"]) for p in self.pending) >= EMBED_GROUP:
             self.flush()
 
-    def prepare(self, i: int, path: Path):
-        """Hash, dedup, load and chunk one file -> a pending dict, or a final IngestResult."""
-        settings = self.svc.settings
-        try:
-            if not path.exists():
-                raise loaders.LoaderError("no such file or folder; check the path")
-            source = str(path.resolve())
-            sha = file_sha256(path)
-            docs = self.base.manifest()["docs"]
-            if docs.get(source, {}).get("sha256") == sha:
-                d = docs[source]
-                return IngestResult(source, "skipped", "unchanged", d.get("pages", 0), d.get("chunks", 0), d.get("ocr_pages", 0))
-            twin = next((s for s, d in docs.items() if d["sha256"] == sha), None)
-            if twin is None:
-                twin = next((p["source"] for p in self.pending if p["entry"]["sha256"] == sha), None)
-            if twin:
-                return IngestResult(source, "skipped", f"same content as {twin} (already stored)")
-            self.svc._check_model(self.base)
-            doc = loaders.load(path, ocr_engine=settings.ocr_engine, ocr_languages=settings.ocr_languages,
-                               on_page=lambda d, t: self.step(i + 0.5 * d / max(t, 1), f"{path.name}: page {d}/{t}"))
-            chunks = chunking.chunk_blocks(doc.blocks, settings.chunk_size, settings.chunk_overlap)
-        except (loaders.LoaderError, ValueError, OSError) as e:
-            return IngestResult(str(path), "failed", str(e))
-        entry = {"sha256": sha, "pages": doc.pages, "ocr_pages": doc.ocr_pages, "name": path.name,
+    def twin(self, item: dict) -> IngestResult | None:
+        """"skipped" when the same bytes are stored, or pending under another name."""
+        sha = item["entry"]["sha256"]
+        twin = next((s for s, d in self.base.manifest()["docs"].items() if d["sha256"] == sha), None)
+        twin = twin or next((p["source"] for p in self.pending if p["entry"]["sha256"] == sha), None)
+        if twin:
+            return IngestResult(item["source"], "skipped", f"same content as {twin} (already stored)")
+        if "handle" not in item:           # its twin failed or was cancelled: parse it after all
+            item["handle"] = self.parser.submit(item["i"], item["path"])
+        return None
+
+    def parse(self, item: dict, window: deque):
+        """Wait for the parse of ``item`` -> a pending dict, or a failed IngestResult. A dead
+        worker is replaced and the file retried once (then it fails with one line)."""
+        i, path = item["i"], item["path"]
+        report = lambda d, t: self.step(i + 0.5 * d / max(t, 1), f"{path.name}: page {d}/{t}")  # noqa: E731
+        for attempt in (1, 2):
+            try:
+                out = self.parser.wait(item["handle"], i, path, report, self.cancel)
+                break
+            except BrokenProcessPool:
+                self.parser.restart(item["handle"])
+                if attempt == 2:
+                    return IngestResult(item["source"], "failed", "the document parser crashed on this file; "
+                                        "it may be damaged: re-save it (PDF viewer / Word) and ingest again")
+                for w in [item, *window]:
+                    if "handle" in w and not _parsed_ok(w["handle"]):
+                        w["handle"] = self.parser.submit(w["i"], w["path"])
+            except InterruptedError:
+                return IngestResult(item["source"], "failed", "cancelled; nothing of this file was stored")
+            except Exception as e:  # noqa: BLE001  (the worker's error, whatever it is, fails this file only)
+                msg = str(e) if isinstance(e, (loaders.LoaderError, OSError)) else \
+                    f"could not read the file ({type(e).__name__}: {e}); re-save it and ingest again"
+                return IngestResult(str(path), "failed", " ".join(msg.split()))
+        log.debug("parsed %s in process %d (%.2f s)", path.name, out["pid"], out["seconds"])
+        doc = out["doc"]
+        entry = {**item["entry"], "pages": doc.pages, "ocr_pages": doc.ocr_pages,
                  "added_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        return {"i": i, "path": path, "source": source, "doc": doc, "chunks": chunks, "entry": entry,
-                "status": "updated" if source in docs else "added"}
+        return {"i": i, "path": path, "source": item["source"], "doc": doc, "chunks": out["chunks"],
+                "entry": entry, "status": item["status"], "pid": out["pid"]}
 
     def flush(self) -> None:
         """Embed all pending chunks (in groups, with progress), then store each document."""
@@ -318,3 +458,8 @@ class _IngestRun:
         if doc.warnings:
             msg += f" (warning: {'; '.join(doc.warnings)})"
         return IngestResult(p["source"], p["status"], msg, doc.pages, len(chunks), doc.ocr_pages)
+
+
+def _parsed_ok(handle) -> bool:
+    """True when a parse Future finished with a result (so a new worker need not redo it)."""
+    return handle is not None and handle.done() and not handle.cancelled() and handle.exception() is None

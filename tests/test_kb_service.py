@@ -286,3 +286,59 @@ def test_real_minilm_and_real_documents(home, minilm_dir, shared_data, monkeypat
     hits = svc.search("中华人民共和国的根本制度是什么")
     assert any(h.source == str(doc) and h.page in (4, 5) for h in hits)
     assert svc.embedder.dimension == 384
+
+
+def _parses(caplog) -> list[tuple[str, int]]:
+    """(file name, pid) of each "parsed ... in process PID" debug line of kb.service."""
+    return [(r.args[0], r.args[1]) for r in caplog.records
+            if r.name == "kb.service" and r.msg.startswith("parsed %s in process")]
+
+
+def _pdfs(folder: Path, n: int) -> Path:
+    folder.mkdir()
+    for k in range(n):
+        make_pdf(folder / f"doc{k}.pdf", [f"第{k}份文件。宪法是国家的根本法。Document {k} page {p}." for p in range(3)])
+    return folder
+
+
+def test_parsing_runs_in_one_worker_process(svc, settings, tmp_path, caplog):
+    import os
+
+    caplog.set_level("DEBUG", logger="kb.service")
+    folder = _pdfs(tmp_path / "pdfs", 4)
+    assert [r.status for r in svc.ingest([folder])] == ["added"] * 4
+    pids = {pid for _, pid in _parses(caplog)}
+    assert len(_parses(caplog)) == 4 and len(pids) == 1 and os.getpid() not in pids   # one worker per call
+
+    caplog.clear()                                                   # unchanged files never reach the parser
+    assert [r.status for r in svc.ingest([folder])] == ["skipped"] * 4 and _parses(caplog) == []
+
+    settings.set("ingest_workers", 0, persist=False)                 # fallback: parse in this process
+    (folder / "doc0.pdf").unlink()
+    make_pdf(folder / "doc0.pdf", ["换了内容的第一份文件。New text."])
+    assert [r.status for r in svc.ingest([folder])] == ["updated"] + ["skipped"] * 3
+    assert _parses(caplog) == [("doc0.pdf", os.getpid())]
+    assert len(stored_ids(svc)) == sum(d.chunks for d in svc.documents())
+
+
+def test_killed_worker_is_replaced_and_the_batch_goes_on(svc, tmp_path, caplog):
+    import multiprocessing
+    import os
+
+    caplog.set_level("DEBUG", logger="kb.service")
+    folder = _pdfs(tmp_path / "pdfs", 5)
+    killed = []
+
+    def progress(done, total, message):
+        if ": page " in message and not killed:                     # the worker is up: kill it
+            for p in multiprocessing.active_children():
+                if p.name.startswith("SpawnProcess"):
+                    os.kill(p.pid, signal.SIGKILL)
+                    killed.append(p.pid)
+
+    results = svc.ingest([folder], on_progress=progress)
+    assert killed and [r.status for r in results] == ["added"] * 5
+    pids = {pid for _, pid in _parses(caplog)}
+    assert len(pids) == 2 and os.getpid() not in pids                 # a second worker took over
+    assert any("worker process died" in r.getMessage() for r in caplog.records)
+    _check_consistent(svc, folder)
