@@ -214,7 +214,7 @@ class KnowledgeBase:
 
     def query(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
         """Nearest chunks of current versions: (chunk id, cosine similarity), best first."""
-        total = self.collection.count()
+        total = self.chunk_count()  # the manifest, not collection.count(): 9 of 27 ms at 100k chunks
         if total == 0:
             return []
         res = self.collection.query(query_embeddings=[np.asarray(vector, dtype=np.float32)],
