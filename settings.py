@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "default_kb": "default",           # knowledge base used when --kb is not given
     "embedding_model": "BAAI/bge-small-zh-v1.5",  # hub id or local sentence-transformers folder
     "embedding_batch_size": 32,        # chunks per encode() call
+    "embedding_dtype": "auto",         # auto (bfloat16 on CUDA / CPUs with native bf16, else float32) | float32 | bfloat16
     "query_instruction": "auto",       # "auto": the model's known instruction (bge-*-zh), "" for none
     "chunk_size": 500,                 # characters (not tokens) per chunk
     "chunk_overlap": 80,               # characters shared by consecutive chunks

@@ -73,6 +73,12 @@ class _one_torch_thread:
         _THREADS_LOCK.release()
 
 
+def _unit_rows(vecs: np.ndarray) -> np.ndarray:
+    """Re-normalise rows (N, D) in float32: a bfloat16 model normalises to only ~3 digits."""
+    norms = np.linalg.norm(vecs, axis=-1, keepdims=True)
+    return vecs / np.maximum(norms, 1e-12)
+
+
 class Embedder:
     """A sentence-transformers model, loaded on first use (thread-safe).
 
@@ -81,22 +87,43 @@ class Embedder:
         batch_size: texts per ``encode`` call (settings ``embedding_batch_size``).
         query_instruction: settings ``query_instruction``.
         device: "auto" | "cpu" | "cuda" | "mps".
+        dtype: "auto" (bfloat16 where the device computes it natively — CUDA, or a CPU with
+            AVX512-BF16/AMX, see :func:`models.transformers_backend.pick_dtype` — else float32)
+            | "float32" | "bfloat16". Vectors are returned as float32 either way.
     """
 
     def __init__(self, model: str, batch_size: int = 32, query_instruction: str = "auto",
-                 device: str = "auto"):
+                 device: str = "auto", dtype: str = "auto"):
         self.model_name = str(model)
         self.batch_size = int(batch_size)
         self.instruction = query_instruction_for(self.model_name, query_instruction)
         self.device = device
+        self.dtype = dtype
         self._model = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings) -> Embedder:
-        """Build from settings (embedding_model, embedding_batch_size, query_instruction, device)."""
+        """Build from settings (embedding_model, embedding_batch_size, query_instruction, device,
+        embedding_dtype)."""
         return cls(settings.embedding_model, settings.embedding_batch_size,
-                   settings.query_instruction, settings.device)
+                   settings.query_instruction, settings.device, settings.embedding_dtype)
+
+    def torch_dtype(self, device: str):
+        """The torch dtype to load the model in (see the class docstring).
+
+        Raises:
+            ValueError: ``dtype`` is not auto, float32 or bfloat16.
+        """
+        import torch
+
+        if self.dtype == "auto":
+            from models.transformers_backend import pick_dtype
+
+            return pick_dtype(device)
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"embedding_dtype={self.dtype!r}: use auto, float32 or bfloat16")
+        return getattr(torch, self.dtype)
 
     @property
     def model(self):
@@ -104,9 +131,10 @@ class Embedder:
             if self._model is None:
                 from sentence_transformers import SentenceTransformer
 
+                device = pick_device(self.device)
                 try:
-                    self._model = SentenceTransformer(self.model_name, device=pick_device(self.device),
-                                                      trust_remote_code=False)
+                    self._model = SentenceTransformer(self.model_name, device=device, trust_remote_code=False,
+                                                      model_kwargs={"dtype": self.torch_dtype(device)})
                 except Exception as e:
                     raise EmbedderError(
                         f"cannot load the embedding model {self.model_name!r} ({type(e).__name__}: "
@@ -127,7 +155,7 @@ class Embedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vecs = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(vecs, dtype=np.float32)
+        return _unit_rows(np.asarray(vecs, dtype=np.float32))
 
     def encode_query(self, query: str) -> np.ndarray:
         """Embed one query (instruction prefixed when the model needs one). Returns (dimension,).
