@@ -406,6 +406,15 @@ def _exit_with(sentinel) -> None:
 
 
 def worker_load_and_chunk(i: int, path: str, opts: dict) -> dict:
-    """:func:`load_and_chunk` in the worker; page progress goes to the queue as (i, page, pages)."""
-    on_page = (lambda d, t: _PROGRESS.put((i, d, t))) if _PROGRESS is not None else None
+    """:func:`load_and_chunk` in the worker; page progress goes to the queue as (i, page, pages),
+    at most 4 a second (the parent reads it only while it waits for this file: a full pipe
+    would stall the worker)."""
+    last = [0.0]
+
+    def on_page(done: int, total: int) -> None:
+        now = time.monotonic()
+        if _PROGRESS is not None and (now - last[0] >= 0.25 or done == total):
+            last[0] = now
+            _PROGRESS.put((i, done, total))
+
     return load_and_chunk(path, on_page=on_page, **opts)
