@@ -6,39 +6,10 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from kb.types import DocumentInfo, Hit, IngestResult, KBInfo
-
-
-@dataclass
-class Source:
-    n: int
-    source: str
-    page: int | None
-    text: str
-    score: float
-    section: str = ""
-
-
-@dataclass
-class AnswerEvent:
-    kind: str
-    text: str = ""
-    data: object = None
-
-
-@dataclass
-class AnswerResult:
-    question: str
-    answer: str
-    reasoning: str
-    sources: list
-    refused: bool
-    model: str
-    timings: dict = field(default_factory=dict)
-    cited: list = field(default_factory=list)
+from models.answer import AnswerEvent, AnswerResult, Source  # the real types, shared with the fakes
 
 
 class FakeKB:
