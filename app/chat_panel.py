@@ -148,7 +148,9 @@ class ChatPanel(ttk.Frame):
     def _done(self, t: int, result) -> None:
         refused = bool(getattr(result, "refused", False))
         stopped = self.job is not None and self.job.cancel.is_set()
-        self.transcript.finish_turn(t, refused=refused, note=self.tr("chat.stopped") if stopped else "")
+        note = self.tr("chat.stopped") if stopped else (
+            self.tr("chat.cited_inferred") if getattr(result, "cited_inferred", False) else "")
+        self.transcript.finish_turn(t, refused=refused, note=note)
         self.job = None
         self.stop_button.configure(state="disabled")
         self.last_result = result

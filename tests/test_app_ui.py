@@ -69,6 +69,13 @@ def test_drop_ingest_answer_cite(make_app, tmp_path):
     assert pump(app.root, lambda: app.viewer is not None and app.viewer.page == 2)
     assert app.viewer.source == str(pdf)
     assert app.chat.last_answer.startswith("答案见第一条")
+    inferred_note = app.chat.tr("chat.cited_inferred")
+    assert inferred_note not in tx.text.get("1.0", "end")
+
+    app.services.answers.cited_inferred = True  # the service inferred the citation: say so
+    app.chat.ask("宪法 国家")
+    assert pump(app.root, lambda: not app.chat.busy)
+    assert inferred_note in tx.text.get("1.0", "end")
 
 
 def test_refusal_looks_different(make_app):
