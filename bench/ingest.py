@@ -71,24 +71,11 @@ def stored_chunks(settings, collection: str) -> list[str]:
     return client_for(settings.store_dir).get_collection(collection).get(include=["documents"])["documents"]
 
 
-def bf16_embedder(settings):
-    """The KB's Embedder with its model loaded in bfloat16: a what-if for running the embedder in
-    bf16 on CPUs that compute it natively (AVX512-BF16 / AMX), not what kb/ does by default."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    from kb.embeddings import Embedder
-
-    emb = Embedder.from_settings(settings)
-    emb._model = SentenceTransformer(settings.embedding_model, device="cpu", model_kwargs={"dtype": torch.bfloat16})
-    return emb
-
-
-def run_tqts(settings, files: list[Path], workdir: Path, bf16: bool = False) -> dict:
+def run_tqts(settings, files: list[Path], workdir: Path) -> dict:
     """Ingest ``files`` with the KB service (after a warm-up ingest); return pages, chunks, seconds."""
     from kb.service import KnowledgeBaseService
 
-    svc = KnowledgeBaseService(settings, embedder=bf16_embedder(settings) if bf16 else None)
+    svc = KnowledgeBaseService(settings)
     with Stopwatch() as load:
         svc.ingest([write_warmup_pdf(workdir / "warmup.pdf")], kb="warmup")
     log(f"tqts: models loaded + warm-up in {load.seconds:.1f}s; ingesting {len(files)} files")
@@ -150,7 +137,7 @@ def run_baseline(model, files: list[Path], settings, workdir: Path) -> dict:
     return {"seconds": sw.seconds, "cpu_s": sw.cpu_seconds, "pages": pages, "chunks": len(texts)}
 
 
-def measure(paths: list[str], embedder: str | None, bf16: bool = False) -> dict:
+def measure(paths: list[str], embedder: str | None, dtype: str | None = None) -> dict:
     """Run the three measurements; return the result dict (see module docstring)."""
     from importlib.metadata import version
 
@@ -160,8 +147,8 @@ def measure(paths: list[str], embedder: str | None, bf16: bool = False) -> dict:
     if not files:
         raise SystemExit(f"error: no {', '.join(sorted(SUFFIXES))} files under {' '.join(paths)}")
     with temp_home() as home:
-        settings = load_settings(home, embedding_model=resolve_embedder(embedder, home))
-        tq, embedder = run_tqts(settings, files, home, bf16)
+        settings = load_settings(home, embedding_model=resolve_embedder(embedder, home), embedding_dtype=dtype)
+        tq, embedder = run_tqts(settings, files, home)
         texts = stored_chunks(settings, tq["collection"])
         log(f"embedder only: {len(texts)} chunks")
         bound = run_bound(embedder, texts)
@@ -174,7 +161,7 @@ def measure(paths: list[str], embedder: str | None, bf16: bool = False) -> dict:
         r["chunks_per_s"] = ratio(r["chunks"], r["seconds"])
     return {"files": [str(f) for f in files], "embedder": settings.embedding_model,
             "chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap,
-            "langchain_text_splitters": version("langchain-text-splitters"), "tqts_embedder_bf16": bf16,
+            "langchain_text_splitters": version("langchain-text-splitters"), "tqts_embedding_dtype": str(embedder.torch_dtype("cpu")).replace("torch.", ""),
             "tqts": tq, "embedder_only": bound, "langchain_style": base,
             "ratio_vs_bound": ratio(tq["chunks_per_s"], bound["chunks_per_s"]),
             "ratio_vs_baseline": ratio(tq["pages_per_s"], base["pages_per_s"]),
@@ -191,7 +178,7 @@ def render(r: dict) -> str:
             f"\ntqts / langchain-style (pages/s): {r['ratio_vs_baseline']:.2f}x  (target >= 1.5x)"
             f"\nembedder: {r['embedder']}; chunk {r['chunk_size']} chars, overlap {r['chunk_overlap']}; "
             f"langchain-text-splitters {r['langchain_text_splitters']}; {len(r['files'])} files; "
-            f"{'tqts embedder in bf16 (what-if); ' if r.get('tqts_embedder_bf16') else ''}"
+            f"tqts embedder dtype {r['tqts_embedding_dtype']} (baseline: float32, LangChain's default); "
             f"peak RSS {r['peak_rss_mb']:.0f} MiB")
     return out
 
@@ -200,10 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     p = add_json_flag(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     p.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
     p.add_argument("--embedder", help="minilm | tiny | folder or hub id (default: settings embedding_model)")
-    p.add_argument("--bf16", action="store_true",
-                   help="what-if: TQT-s's embedder (and the bound) in bfloat16; the baseline stays float32")
+    p.add_argument("--embedding-dtype", choices=["auto", "float32", "bfloat16"],
+                   help="TQT-s's embedder (and so the bound) in this dtype (default: settings embedding_dtype, "
+                        "auto = bfloat16 where the CPU computes it natively); the baseline stays float32")
     args = p.parse_args(argv)
-    r = measure(args.paths, args.embedder, args.bf16)
+    r = measure(args.paths, args.embedder, args.embedding_dtype)
     emit(r, render(r), args.json)
     return 0
 
