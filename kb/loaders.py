@@ -385,6 +385,10 @@ def load_and_chunk(path: str | Path, *, chunk_size: int, chunk_overlap: int, ocr
     return {"doc": doc, "chunks": chunks, "pid": os.getpid(), "seconds": time.perf_counter() - t0}
 
 
+#: first message of a worker on the progress queue, once it has started
+READY = (-1, 0, 0)
+
+
 def worker_init(progress) -> None:
     """Initializer of the ingest worker process: keep the page-progress queue, and exit when the
     parent process dies (a killed app must not leave an orphan parser behind)."""
@@ -393,6 +397,7 @@ def worker_init(progress) -> None:
 
     global _PROGRESS
     _PROGRESS = progress
+    progress.put(READY)  # the parent tells "cannot start here" from "a file crashed the parser"
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()

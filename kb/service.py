@@ -228,6 +228,7 @@ class _Parser:
         self.in_process = int(getattr(settings, "ingest_workers", 1)) <= 0
         self.pool = self.queue = None
         self.live: set = set()             # Futures of the current worker
+        self.started = False               # has any worker come up (sent loaders.READY)?
 
     def submit(self, i: int, path: Path):
         """Queue file ``i`` in the worker -> a Future, or None to parse it in :meth:`wait`."""
@@ -268,6 +269,7 @@ class _Parser:
                 last = None
                 while self.queue is not None and not self.queue.empty():
                     msg = self.queue.get()
+                    self.started = self.started or msg == loaders.READY
                     last = msg if msg[0] == i else last
                 if last:
                     report(last[1], last[2])
@@ -385,15 +387,19 @@ class _IngestRun:
         worker is replaced and the file retried once (then it fails with one line)."""
         i, path = item["i"], item["path"]
         report = lambda d, t: self.step(i + 0.5 * d / max(t, 1), f"{path.name}: page {d}/{t}")  # noqa: E731
-        for attempt in (1, 2):
+        for attempt in (1, 2, 3):
             try:
                 out = self.parser.wait(item["handle"], i, path, report, self.cancel)
                 break
             except BrokenProcessPool:
                 self.parser.restart(item["handle"])
-                if attempt == 2:
+                if attempt >= 2 and self.parser.started:
                     return IngestResult(item["source"], "failed", "the document parser crashed on this file; "
                                         "it may be damaged: re-save it (PDF viewer / Word) and ingest again")
+                if attempt >= 2:  # no worker ever came up (e.g. spawn cannot re-import a stdin __main__)
+                    log.warning("ingest worker process cannot start here; parsing in this process")
+                    self.parser.close(wait=False)
+                    self.parser.in_process = True
                 for w in [item, *window]:
                     if "handle" in w and not _parsed_ok(w["handle"]):
                         w["handle"] = self.parser.submit(w["i"], w["path"])

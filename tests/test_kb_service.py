@@ -342,3 +342,28 @@ def test_killed_worker_is_replaced_and_the_batch_goes_on(svc, tmp_path, caplog):
     assert len(pids) == 2 and os.getpid() not in pids                 # a second worker took over
     assert any("worker process died" in r.getMessage() for r in caplog.records)
     _check_consistent(svc, folder)
+
+
+STDIN_SCRIPT = """
+import json, sys
+sys.path.insert(0, {root!r})
+import settings as S
+from kb.service import KnowledgeBaseService
+results = KnowledgeBaseService(S.load()).ingest([{folder!r}])
+print(json.dumps([r.status for r in results]))
+"""
+
+
+def test_worker_that_cannot_start_falls_back_to_this_process(settings, tmp_path):
+    """A program read from stdin cannot be re-imported by a spawned worker, which then dies
+    before it starts: the files must still go in (parsed in-process), not fail as damaged."""
+    import os
+
+    folder = _pdfs(tmp_path / "pdfs", 3)
+    env = {**os.environ, "TQTS_HOME": str(settings.home), "TQTS_EMBEDDING_MODEL": settings.embedding_model}
+    r = subprocess.run([sys.executable, "-"], input=STDIN_SCRIPT.format(root=str(ROOT), folder=str(folder)),
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == ["added"] * 3
+    assert "parsing in this process" in r.stderr
+    assert sum(d.chunks for d in KnowledgeBaseService(settings).documents()) > 0
