@@ -41,18 +41,6 @@ def query_instruction_for(model: str, setting: str = "auto") -> str:
     return ""
 
 
-def pick_device(setting: str = "auto") -> str:
-    """``auto`` -> "cuda" when torch sees a GPU, else "cpu"; other values are returned as is."""
-    if setting != "auto":
-        return setting
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover
-        return "cpu"
-
-
 _THREADS_LOCK = threading.Lock()
 
 
@@ -88,7 +76,7 @@ class Embedder:
         query_instruction: settings ``query_instruction``.
         device: "auto" | "cpu" | "cuda" | "mps".
         dtype: "auto" (bfloat16 where the device computes it natively — CUDA, or a CPU with
-            AVX512-BF16/AMX, see :func:`models.transformers_backend.pick_dtype` — else float32)
+            AVX512-BF16/AMX, see :func:`models.device.pick_dtype` — else float32)
             | "float32" | "bfloat16". Vectors are returned as float32 either way.
     """
 
@@ -118,7 +106,7 @@ class Embedder:
         import torch
 
         if self.dtype == "auto":
-            from models.transformers_backend import pick_dtype
+            from models.device import pick_dtype
 
             return pick_dtype(device)
         if self.dtype not in ("float32", "bfloat16"):
@@ -131,7 +119,13 @@ class Embedder:
             if self._model is None:
                 from sentence_transformers import SentenceTransformer
 
-                device = pick_device(self.device)
+                from models.backend import BackendError
+                from models.device import pick_device
+
+                try:
+                    device = pick_device(self.device)
+                except BackendError as e:
+                    raise EmbedderError(f"embedder: {e}") from None
                 try:
                     self._model = SentenceTransformer(self.model_name, device=device, trust_remote_code=False,
                                                       model_kwargs={"dtype": self.torch_dtype(device)})

@@ -16,48 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from models.backend import BackendError, ChatBackend, GenerationSettings
-
-
-def pick_device(preference: str = "auto") -> str:
-    """Return "cuda", "mps" or "cpu" for a ``device`` setting (auto | cpu | cuda | mps).
-
-    Raises:
-        BackendError: an explicit device that this machine does not have.
-    """
-    import torch
-
-    has = {"cuda": torch.cuda.is_available(),
-           "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
-           "cpu": True}
-    if preference in (None, "", "auto"):
-        return next(d for d in ("cuda", "mps", "cpu") if has[d])
-    if preference not in has:
-        raise BackendError(f"device {preference!r} is unknown; set device to auto, cpu, cuda or mps")
-    if not has[preference]:
-        raise BackendError(f"device {preference!r} is not available here; set device: auto (or cpu)")
-    return preference
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX)."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and \
-            torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX")
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def pick_dtype(device: str):
-    """bfloat16 where the device computes it natively, else float32 (see module docstring)."""
-    import torch
-
-    if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16
-    return torch.float32
+from models.device import pick_device, pick_dtype
 
 
 def _cancel_criteria(events: list[threading.Event]):

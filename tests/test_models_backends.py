@@ -6,7 +6,8 @@ import threading
 import pytest
 
 from models.backend import BackendError, GenerationSettings
-from models.transformers_backend import TransformersBackend, pick_device, pick_dtype
+from models.device import pick_device, pick_dtype
+from models.transformers_backend import TransformersBackend
 
 MESSAGES = [{"role": "system", "content": "你是助手。"}, {"role": "user", "content": "国家机构实行什么原则？"}]
 GREEDY = GenerationSettings(max_new_tokens=12, temperature=0.0)
