@@ -97,6 +97,18 @@ def vosk_ko_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def spoken_question(tmp_path_factory) -> Path:
+    """espeak-ng (en-us, 140 wpm) saying "What is the capital of France?": 22.05 kHz mono 16-bit WAV."""
+    exe = shutil.which("espeak-ng")
+    if not exe:
+        pytest.skip("espeak-ng not installed (apt-get install espeak-ng)")
+    out = tmp_path_factory.mktemp("speech") / "question.wav"
+    subprocess.run([exe, "-v", "en-us", "-s", "140", "-w", str(out), "What is the capital of France?"],
+                   check=True, timeout=60)
+    return out
+
+
+@pytest.fixture(scope="session")
 def display():
     """A display for Tk: the caller's DISPLAY, else an Xvfb started here (skip if none)."""
     if os.environ.get("DISPLAY"):

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import gc
-import shutil
-import subprocess
 import time
 
 import pytest
@@ -18,17 +16,6 @@ def settings(home):
     import settings as settings_mod
 
     return settings_mod.load()
-
-
-@pytest.fixture(scope="module")
-def spoken_question(tmp_path_factory):
-    exe = shutil.which("espeak-ng")
-    if not exe:
-        pytest.skip("espeak-ng not installed (apt-get install espeak-ng)")
-    out = tmp_path_factory.mktemp("voice-app") / "question.wav"
-    subprocess.run([exe, "-v", "en-us", "-s", "140", "-w", str(out), "What is the capital of France?"],
-                   check=True)
-    return out
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import http.server
-import shutil
 import sys
 import threading
 import wave
@@ -39,20 +38,6 @@ def settings(home):
     import settings as settings_mod
 
     return settings_mod.load()
-
-
-@pytest.fixture(scope="module")
-def spoken_question(tmp_path_factory) -> Path:
-    """espeak-ng (en-us, 140 wpm) saying the question, 22.05 kHz mono 16-bit."""
-    exe = shutil.which("espeak-ng")
-    if not exe:
-        pytest.skip("espeak-ng not installed (apt-get install espeak-ng)")
-    import subprocess
-
-    out = tmp_path_factory.mktemp("speech") / "question.wav"
-    subprocess.run([exe, "-v", "en-us", "-s", "140", "-w", str(out), "What is the capital of France?"],
-                   check=True)
-    return out
 
 
 # -- WAV input ---------------------------------------------------------------------------------
