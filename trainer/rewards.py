@@ -106,25 +106,26 @@ def _golds(kwargs: dict, n: int) -> list:
 
 # -- reward functions (registry names = function names, as TRL logs them) -----------------------
 
-def correctness(prompts, completions, answer=None, **kwargs) -> list[float | None]:
-    """1.0 when the ``<answer>`` number equals the gold ``answer`` (lenient), 0.0 when not or
-    when there is no ``<answer>`` block, None when the gold cannot be parsed."""
+def _graded(extract, completions, answer) -> list[float | None]:
+    """1.0 / 0.0 per completion for ``extract(text)`` matching the gold number (lenient), None
+    where the gold cannot be parsed."""
     golds = _golds({"answer": answer}, len(completions))
     out = []
     for c, gold in zip(completions, golds, strict=True):
-        ok = numbers_match(extract_answer(completion_text(c)), gold)
+        ok = numbers_match(extract(completion_text(c)), gold)
         out.append(None if ok is None else float(ok))
     return out
+
+
+def correctness(prompts, completions, answer=None, **kwargs) -> list[float | None]:
+    """1.0 when the ``<answer>`` number equals the gold ``answer`` (lenient), 0.0 when not or
+    when there is no ``<answer>`` block, None when the gold cannot be parsed."""
+    return _graded(extract_answer, completions, answer)
 
 
 def boxed(prompts, completions, answer=None, **kwargs) -> list[float | None]:
     r"""1.0 when the last ``\boxed{}`` holds the gold number, else 0.0; None for an unparsable gold."""
-    golds = _golds({"answer": answer}, len(completions))
-    out = []
-    for c, gold in zip(completions, golds, strict=True):
-        ok = numbers_match(extract_boxed(completion_text(c)), gold)
-        out.append(None if ok is None else float(ok))
-    return out
+    return _graded(extract_boxed, completions, answer)
 
 
 def integer(prompts, completions, **kwargs) -> list[float]:
