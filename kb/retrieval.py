@@ -124,6 +124,20 @@ class BM25Index:
             self._cache[key] = (gen, (model, ids))
             return model, ids
 
+    def doc_freq(self):
+        """``(term -> document frequency | None, number of chunks)`` of the current index
+        (None: the term is not in the vocabulary). Read from bm25s' CSC score matrix: one
+        column per term, one stored value per chunk containing it."""
+        model, ids = self.load()
+        if model is None:
+            return (lambda term: None), 0
+        vocab, indptr = model.vocab_dict, model.scores["indptr"]
+
+        def df(term: str) -> int | None:
+            j = vocab.get(term)
+            return None if j is None else int(indptr[j + 1] - indptr[j])
+        return df, len(ids)
+
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
         """Top ``n`` (chunk id, BM25 score > 0), best first."""
         model, ids = self.load()

@@ -206,13 +206,36 @@ class KnowledgeBaseService:
                 self._check_model(base)
             return retrieval.search(base, self.embedder, query, k or self.settings.top_k, mode)
 
-    def is_relevant(self, hits: list[Hit]) -> bool:
-        """True when the best cosine similarity among ``hits`` reaches ``settings.relevance_floor``
-        (hits without a similarity, i.e. BM25-only search, count as relevant when present)."""
+    def is_relevant(self, hits: list[Hit], query: str | None = None, kb: str | None = None) -> bool:
+        """True when ``hits`` may answer ``query`` (see :meth:`relevance`). Without a query:
+        the old rule, best cosine >= ``settings.relevance_floor`` (BM25-only hits count)."""
+        if query is not None:
+            return self.relevance(query, hits, kb).relevant
         sims = [h.similarity for h in hits if h.similarity is not None]
         if not hits:
             return False
         return max(sims) >= float(self.settings.relevance_floor) if sims else True
+
+    def relevance(self, query: str, hits: list[Hit], kb: str | None = None):
+        """The refusal gate's verdict on ``hits`` for ``query`` (:func:`kb.relevance.judge`):
+        BM25 term coverage with this KB's IDF, and the cosine against the KB's calibrated floor
+        when the embedder can read the query's script.
+
+        Returns:
+            :class:`kb.relevance.Relevance`.
+        Raises:
+            KeyError: a named knowledge base that does not exist.
+        """
+        from kb import relevance
+
+        with self._lock:
+            base = self._kb(kb, create=False)
+            df, n = retrieval.BM25Index(base).doc_freq()
+            floor = None
+            readable = retrieval.fusion_weights(self.embedder_name, query)["vector"] > 0
+            if readable and any(h.similarity is not None for h in hits):
+                floor = relevance.vector_floor(base, self.embedder)
+            return relevance.judge(query, hits, df, n, floor)
 
 
 class _Parser:
