@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="registry name or folder (default: the active model)")
     s.add_argument("--no-think", action="store_true", help="ask for the answer without reasoning")
     s.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    s.add_argument("--chat", action="store_true",
+                   help="offer the earlier turns to the model for every question (default: only for follow-ups)")
     s.add_argument("--voice-in", metavar="WAV", help="take the question from a WAV file")
     s.add_argument("--speak", action="store_true", help="read the answer aloud")
     s.add_argument("--speak-to", metavar="WAV", help="write the spoken answer to a WAV file")

@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "chunk_size": 500,                 # characters (not tokens) per chunk
     "chunk_overlap": 80,               # characters shared by consecutive chunks
     "top_k": 5,                        # hits returned by search / used by answers
-    "relevance_floor": 0.30,           # min cosine similarity of the best vector hit to count as relevant
+    "relevance_floor": 0.30,           # `search` only: cosine marking weak hits (answers use kb/relevance.py's calibrated gate)
     "ocr_engine": "auto",              # auto | rapidocr | tesseract | none
     "ocr_languages": "chi_sim+eng",    # tesseract language string
     "reranker_model": "",              # optional cross-encoder folder / hub id ("" = off)
@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "repetition_penalty": 1.05,
     "context_tokens": 4096,            # prompt + answer budget, in the model's own tokens
     "think": True,                     # ask the model for <think> reasoning before <answer>
-    "refusal": "在知识库「{kb}」中没有找到相关内容。/ Nothing relevant was found in the knowledge base \"{kb}\".",
+    "refusal": "",                     # text when nothing is relevant ({kb}: its name); "" = built-in, in ui_language
     "history_turns": 4,                # earlier turns offered to the model for follow-ups
     # app
     "ui_language": "zh",               # zh | en

@@ -63,7 +63,8 @@ def cmd_search(args, settings) -> int:
     query = " ".join(args.query)
     try:
         hits = svc.search(query, args.kb, args.k)
-    except (ValueError, KeyError) as e:
+        rel = svc.relevance(query, hits, args.kb) if hits else None
+    except (ValueError, KeyError, RuntimeError) as e:  # RuntimeError: the embedder cannot load
         return _err(str(e).strip("'\""))
     if args.json:
         print(json.dumps([h.to_json() for h in hits], ensure_ascii=False, indent=1))
@@ -71,8 +72,9 @@ def cmd_search(args, settings) -> int:
     if not hits:
         print("no hits (is the knowledge base empty? `python main.py kb list`)")
         return 0
-    if not svc.is_relevant(hits):
-        print(f"(nothing passes the relevance floor {settings.relevance_floor}; weak hits follow)")
+    if not rel.relevant:
+        sim = f", best cosine {rel.similarity:.2f} < {rel.vector_floor:.2f}" if rel.similarity is not None else ""
+        print(f"(an answer would be refused: query-term coverage {rel.coverage:.2f}{sim}; weak hits follow)")
     for h in hits:
         where = f"p.{h.page}" if h.page else "-"
         sim = f" sim={h.similarity:.2f}" if h.similarity is not None else ""
