@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "query_instruction": "auto",       # "auto": the model's known instruction (bge-*-zh), "" for none
     "chunk_size": 500,                 # characters (not tokens) per chunk
     "chunk_overlap": 80,               # characters shared by consecutive chunks
+    "chunk_headers": True,             # index each chunk with its document title + section (not shown as its text)
     "top_k": 5,                        # hits returned by search / used by answers
     "relevance_floor": 0.30,           # `search` only: cosine marking weak hits (answers use kb/relevance.py's calibrated gate)
     "ocr_engine": "auto",              # auto | rapidocr | tesseract | none

@@ -118,3 +118,28 @@ def cmd_kb_remove(args, settings) -> int:
         return _err(str(e).strip("'\""))
     print(f"removed {d.source} ({d.chunks} chunks)")
     return 0
+
+
+def cmd_kb_reembed(args, settings) -> int:
+    """Re-embed a knowledge base with the current embedding_model (tqdm progress)."""
+    from tqdm import tqdm
+
+    svc = _service(settings)
+    bar = tqdm(total=1, unit="chunk", dynamic_ncols=True, file=sys.stderr, desc="re-embed")
+
+    def progress(done, total, message):
+        bar.total, bar.n = max(total, 1), done
+        bar.refresh()
+    try:
+        info = svc.reembed(args.kb, on_progress=progress)
+    except (KeyError, ValueError, RuntimeError, InterruptedError) as e:
+        bar.close()
+        return _err(str(e).strip("'\""))
+    except KeyboardInterrupt:
+        bar.close()
+        print("stopped; the knowledge base keeps its old vectors", file=sys.stderr)
+        return 130
+    bar.close()
+    print(f"re-embedded {info.chunks} chunks of {info.documents} documents in {info.name!r} "
+          f"with {svc.embedder_name}")
+    return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -146,6 +147,12 @@ class Embedder:
                 from models.backend import BackendError
                 from models.device import pick_device
 
+                folder = Path(self.model_name).expanduser()
+                if (folder.is_absolute() or self.model_name.startswith((".", "~"))) and not folder.exists():
+                    raise EmbedderError(
+                        f"the embedding model folder {self.model_name} is gone; put it back, or set "
+                        "embedding_model (TQTS_EMBEDDING_MODEL) to another model and re-embed the "
+                        "knowledge base with `python main.py kb reembed --kb NAME`")
                 try:
                     device = pick_device(self.device)
                 except BackendError as e:
