@@ -23,7 +23,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import DATA, OFFLINE, add_json_flag, emit, load_settings, log, resolve_embedder, table, temp_home  # noqa: E402
+from bench.common import (  # noqa: E402
+    DATA,
+    OFFLINE,
+    add_json_flag,
+    emit,
+    load_settings,
+    log,
+    resolve_embedder,
+    table,
+    temp_home,
+)
 
 DEFAULT = Path(__file__).resolve().parent / "data" / "crosslingual.jsonl"
 DOCS = DATA / "documents"
