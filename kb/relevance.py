@@ -58,7 +58,11 @@ QUESTION_WORDS = frozenset(
     "你们 他们 这个 那个 这些 那些 这里 那里 哪 什么样 是什么 有 什么 啥 要 会 能 应该 应当 需要 如果 "
     "please tell me about explain describe list give name mention can could should would will shall "
     "whom whose there their they them these those i you we he she my your our me us if any some "
-    "much many does say says said according".split())
+    "much many does say says said according "
+    # reference words of follow-ups and generic verbs ("how does the last one work?")
+    "last first second third former latter one ones other else also more about then again "
+    "work works working mean means meant use uses used happen happens 分别 其中 以及 还有 呢 第一个 第二个 最后 最后一个 "
+    "一种 这种 那种 作用 意思 区别".split())
 
 _ASKING = ("几", "哪", "多少", "什么")     # 几年, 哪一年, 多少种, 什么时候: asking, not content
 _HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -131,7 +135,8 @@ def idf(df: int, n: int) -> float:
 
 
 def _stem(word: str) -> str:
-    for suffix in ("ies", "ing", "es", "ed", "s"):
+    """A crude English stem for prefix matching: "unify" and "unifies" both match "unif"."""
+    for suffix in ("ies", "ing", "es", "ed", "s", "y", "e"):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
             return word[: -len(suffix)]
     return word
@@ -149,13 +154,29 @@ def contains(text: str, term: str) -> bool:
     return re.search(r"(?<![a-z0-9])" + re.escape(_stem(term)), text) is not None
 
 
+def found_share(text: str, term: str) -> float:
+    """1.0 when normalized ``text`` contains ``term``; for a Han compound it lacks as a whole
+    ("首都北京" in "首都是北京"), the share of its jieba search-mode sub-words it contains."""
+    if contains(text, term):
+        return 1.0
+    if not _HAN.search(term) or len(term) < 3:
+        return 0.0
+    import jieba
+
+    from kb.retrieval import _jieba_lock
+
+    with _jieba_lock:
+        parts = [p for p in jieba.lcut_for_search(term) if p != term and len(p) > 1]
+    return sum(p in text for p in parts) / len(parts) if parts else 0.0
+
+
 def coverage(terms: list[str], weights: list[float], text: str) -> float:
-    """IDF-weighted share of ``terms`` found in ``text`` (0 when there are no terms)."""
+    """IDF-weighted share of ``terms`` found in ``text`` (:func:`found_share`; 0 without terms)."""
     total = sum(weights)
     if not terms or total <= 0:
         return 0.0
     t = normalize(text)
-    return sum(w for term, w in zip(terms, weights, strict=True) if contains(t, term)) / total
+    return sum(w * found_share(t, term) for term, w in zip(terms, weights, strict=True)) / total
 
 
 def term_weights(terms: list[str], doc_freq, n_docs: int) -> list[float]:
