@@ -27,7 +27,7 @@ import yaml
 DEFAULTS: dict[str, Any] = {
     # knowledge base
     "default_kb": "default",           # knowledge base used when --kb is not given
-    "embedding_model": "BAAI/bge-small-zh-v1.5",  # hub id or local sentence-transformers folder
+    "embedding_model": "intfloat/multilingual-e5-small",  # hub id or local sentence-transformers folder (see README kb)
     "embedding_batch_size": 32,        # chunks per encode() call
     "embedding_dtype": "auto",         # auto (bfloat16 on CUDA / CPUs with native bf16, else float32) | float32 | bfloat16
     "query_instruction": "auto",       # "auto": the model's known instruction (bge-*-zh), "" for none
