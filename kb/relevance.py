@@ -4,7 +4,7 @@ A question passes the gate (:func:`judge`) when either signal says so:
 
 1. **BM25 query-term coverage** of the best hits: the share of the question's content terms,
    weighted by their IDF in *this* knowledge base, that occur in one hit (the best of the top
-   hits). IDF is the Lucene BM25 form ``ln(1 + (N - df + 0.5) / (df + 0.5))`` (Robertson &
+   hits; a hit's text with its contextual header, document title + section, as BM25 saw it). IDF is the Lucene BM25 form ``ln(1 + (N - df + 0.5) / (df + 0.5))`` (Robertson &
    Spärck Jones; bm25s' default) over the KB's own chunks, so a term in every chunk weighs
    nothing and a term the KB never contains weighs most: "2022年世界杯冠军" over a constitution
    leaves 世界杯/冠军/2022 uncovered. Independent of the embedder. Threshold
@@ -217,7 +217,9 @@ def judge(query: str, hits: list, doc_freq, n_docs: int, vector_floor: float | N
         return Relevance(False, reason="no hits")
     terms = content_terms(query)
     weights = term_weights(terms, doc_freq, max(n_docs, 1))
-    cov = max(coverage(terms, weights, f"{h.section}\n{h.text}") for h in hits[:TOP_HITS])
+    from kb.chunking import indexed_text
+
+    cov = max(coverage(terms, weights, indexed_text(h.source, h.section, h.text)) for h in hits[:TOP_HITS])
     sims = [h.similarity for h in hits if h.similarity is not None]
     sim = max(sims) if sims and vector_floor is not None else None
     if not terms:  # nothing to weigh (e.g. only question words): trust what vector search says
@@ -241,7 +243,7 @@ def vector_floor(kb, embedder) -> float:
     try:
         cached = json.loads(path.read_text(encoding="utf-8"))
         if all(cached.get(k) == v for k, v in key.items()):
-            return float(cached["vector_floor"])
+            return max(cached["probe_best"]) + COSINE_MARGIN
     except (OSError, ValueError, KeyError):
         pass
     best = []

@@ -206,3 +206,25 @@ def test_embedder_folder_gone_is_one_message(tmp_path, tiny_embedder_dir, shared
     assert main.main(["ask", "What are Zylon's values?"]) == 1
     err = capsys.readouterr().err
     assert err.count("embedding model folder") == 2 and "Traceback" not in err
+
+
+# -- look-alike documents ---------------------------------------------------------------------
+def test_look_alike_documents_are_told_apart_by_header_and_name(settings, tmp_path):
+    """Three city reports whose passages differ only in the numbers: the city is in the file
+    name alone. The contextual header lets BM25 find the right one; the answer prefers the
+    document the question names; the prompt's source block names the document."""
+    figures = {"深圳市": ("34606", "6.0"), "广州市": ("30355", "4.6"), "杭州市": ("20059", "5.6")}
+    for city, (gdp, growth) in figures.items():
+        (tmp_path / f"{city}2023年国民经济和社会发展统计公报.txt").write_text(
+            f"一、综合\n初步核算，全年地区生产总值{gdp}亿元，比上年增长{growth}%。\n"
+            "二、农业\n全年农林牧渔业总产值稳步增长。", encoding="utf-8")
+    svc = KnowledgeBaseService(settings)
+    assert all(r.status == "added" for r in svc.ingest([tmp_path], kb="cities"))
+    top = svc.search("广州市2023年地区生产总值是多少？", kb="cities", k=3, mode="bm25")[0]
+    assert "广州市" in top.source and "30355" in top.text and "广州市" not in top.text
+
+    backend = ScriptedBackend("<answer>全年地区生产总值30355亿元[1]。</answer>")
+    r = AnswerService(settings, svc, backend=backend).answer("广州市2023年地区生产总值是多少？", kb="cities")
+    assert "广州市" in r.sources[0].source and r.citations[0].verified
+    user = backend.calls[0][-1]["content"]
+    assert "[1] 广州市2023年国民经济和社会发展统计公报.txt" in user
