@@ -25,7 +25,7 @@ QUOTE_CHARS = 160
 
 _MARK = re.compile(r"\[(\d{1,3}(?:\s*[,，、]\s*\d{1,3})*)\]")
 _CLAIM_END = re.compile(r"(?<=[。！？；!?;\n])|(?<=[.])\s")
-_NUMBER = re.compile(r"\d+(?:[,，]\d{3})*(?:\.\d+)?")
+_NUMBER = re.compile(r"(?<![A-Za-z\d.])\d+(?:[,，]\d{3})*(?:\.\d+)?")   # a name's digits ("M3") are no number
 
 
 @dataclass
@@ -62,7 +62,7 @@ def _norm(text: str) -> str:
 def numbers(text: str) -> list[str]:
     """Numbers stated in ``text``, normalized (fullwidth to ASCII, thousands separators dropped).
 
-    >>> numbers("支持 ８１９２ 个 token，共 1,000 人[2]")
+    >>> numbers("M3 支持 ８１９２ 个 token，共 1,000 人[2]")
     ['8192', '1000']
     """
     return [n for n in (_norm(m.group(0)) for m in _NUMBER.finditer(_MARK.sub("", _norm(text)))) if n]
