@@ -160,6 +160,11 @@ def test_answer_json_citations_carry_the_page_of_the_cited_sentence(svc, shared_
     [c] = r.citations
     assert c.verified and "企业级RAG框架" in c.quote and c.source.endswith(WEKNORA)
     assert c.page == 2, (c.page, [(s.page, s.page_end) for s in r.sources])
+    from models.cli import _result_json
+
+    out = _result_json(r, None)
+    assert out["citations"][0]["verified"] is True and out["citations"][0]["page"] == 2
+    assert out["query"] == r.question and out["relevance"]["relevant"] is True
 
 
 # -- bad input --------------------------------------------------------------------------------
