@@ -1,4 +1,4 @@
-"""Command line of ``python -m trainer``: train, eval, recipes, gpu (see README "Trainer").
+"""Command line of ``python -m trainer``: train, eval, tasks, recipes, gpu (see README "Trainer").
 
 Heavy imports (torch, TRL) happen inside the handlers, so ``--help`` and ``recipes`` are quick.
 """
@@ -49,6 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("recipes", help="list bundled recipes")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_recipes)
+
+    k = sub.add_parser("tasks", help="grounded-QA training tasks from a knowledge base (see trainer/tasks.py)")
+    k.add_argument("--kb", required=True, help="knowledge base name (see `python main.py kb list`)")
+    k.add_argument("--out", required=True, help="tasks file to write (.jsonl)")
+    k.add_argument("--max", type=int, default=500, help="most tasks (balanced over documents)")
+    k.add_argument("--from-file", help="CSV/JSONL of question,answer pairs (default: rule-made questions)")
+    k.add_argument("--refusal-share", type=float, default=0.2, help="share of tasks without the gold passage")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--home", help="data dir (default: TQTS_HOME)")
+    k.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    k.set_defaults(func=cmd_tasks)
 
     g = sub.add_parser("gpu", help="CUDA device and free memory")
     g.add_argument("--json", action="store_true")
@@ -107,6 +118,12 @@ def cmd_eval(args) -> int:
         print(E.format_report(reports))
         print(f"report: {path}")
     return 0
+
+
+def cmd_tasks(args) -> int:
+    from trainer.tasks import cmd_tasks as run
+
+    return run(args)
 
 
 def cmd_recipes(args) -> int:
