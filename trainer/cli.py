@@ -31,10 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--allow-cpu", action="store_true", help="train without a GPU (slow)")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="greedy accuracy on GSM8K-style questions")
+    e = sub.add_parser("eval", help="greedy accuracy on GSM8K-style questions, or on grounded tasks (--tasks)")
     e.add_argument("--model", required=True, help="registry name, folder or hub id")
     e.add_argument("--adapter", default="", help="LoRA adapter folder")
-    e.add_argument("--data", required=True, help="data file, folder or hub id")
+    data = e.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", help="data file, folder or hub id")
+    data.add_argument("--tasks", help="grounded tasks file (python -m trainer tasks): correct, cited, refused, format")
+    e.add_argument("--no-think", dest="think", action="store_false", help="grounded prompt without <think>")
     e.add_argument("--split", default="test")
     e.add_argument("--fields", help="column mapping question=COL,answer=COL")
     e.add_argument("--limit", type=int, default=50)
@@ -104,6 +107,14 @@ def cmd_eval(args) -> int:
     try:
         for name, adapter in targets:
             model, adapter = _resolve(name, adapter, settings)
+            if args.tasks:
+                from trainer.grounded_eval import evaluate_tasks
+
+                split = "heldout" if args.split == "test" else args.split
+                reports.append(evaluate_tasks(model, args.tasks, adapter=adapter, split=split, limit=args.limit,
+                                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                              think=args.think))
+                continue
             reports.append(E.evaluate(model, args.data, adapter=adapter, limit=args.limit, split=args.split,
                                       fields=args.fields, max_new_tokens=args.max_new_tokens,
                                       batch_size=args.batch_size))
@@ -115,7 +126,12 @@ def cmd_eval(args) -> int:
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=1))
     else:
-        print(E.format_report(reports))
+        if args.tasks:
+            from trainer.grounded_eval import format_reports
+
+            print(format_reports(reports))
+        else:
+            print(E.format_report(reports))
         print(f"report: {path}")
     return 0
 

@@ -106,15 +106,29 @@ def answer_score(predicted: str, gold: str) -> float:
     pred, want = normalize_text(predicted), normalize_text(gold)
     if not want:
         return 0.0
-    if want in pred:
+    if _contains(pred, want):
         return 1.0
     gold_nums = _NUMBER_RE.findall(normalize_number_text(str(gold)))
     if len(gold_nums) == 1:
         bare = _CITE_RE.sub(" ", str(predicted))
         if any(numbers_match(n, gold) for n in _NUMBER_RE.findall(normalize_number_text(bare))):
             return 1.0
+    if gold_nums or len(_grams(str(gold))) < 4:   # numbers and short answers: exact only
+        return 0.0
     f1 = overlap_f1(_CITE_RE.sub(" ", str(predicted)), str(gold))
     return round(f1, 4) if f1 >= 0.5 else 0.0
+
+
+def _contains(text: str, part: str) -> bool:
+    """``part`` in ``text``, not glued to more digits (``14天`` is not in ``114天``)."""
+    start = text.find(part)
+    while start >= 0:
+        before = text[start - 1] if start else ""
+        after = text[start + len(part):start + len(part) + 1]
+        if not (part[0].isdigit() and before.isdigit()) and not (part[-1].isdigit() and after.isdigit()):
+            return True
+        start = text.find(part, start + 1)
+    return False
 
 
 def is_refusal(text: str) -> bool:
