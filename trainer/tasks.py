@@ -17,7 +17,8 @@ One JSON object per line (the *tasks file*):
 "chunk_id"}], "gold": n (1-based; 0 = refusal task), "support": [n...] (passages containing an
 answer), "n_passages", "doc", "split": "train" | "heldout", "evidence"}``
 
-Tasks are deduplicated by question, balanced over documents (round robin) and split into train
+Tasks are deduplicated by question, balanced over documents (round robin; no rule kind above
+:data:`KIND_CAP` of the tasks) and split into train
 and held-out BY DOCUMENT (no document feeds both).
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ REFUSAL_SHARE = 0.2
 HELDOUT_SHARE = 0.2
 PASSAGES = (3, 5)          # passages shown per task, inclusive range
 SEARCH_K = 12              # hits fetched per question to pick distractors from
+KIND_CAP = 0.5             # most share of one rule kind (tables would otherwise crowd out the rest)
 
 
 def contains_answer(text: str, answers: list[str]) -> bool:
@@ -230,14 +232,19 @@ def build_tasks(svc, kb: str, *, max_tasks: int = 500, qa_file: str | Path | Non
         raise ValueError(f"knowledge base {kb!r}: {what}; no task made")
     tasks: list[dict] = []
     total = min(max_tasks, n_cand)
+    kinds: Counter = Counter()
+    cap = max(1, int(KIND_CAP * max_tasks)) if not qa_file else max_tasks
     for _src, (cand, gold) in _round_robin(pool, rng):
         if len(tasks) >= max_tasks:
             break
+        if kinds[cand.kind] >= cap:
+            continue
         refusal = rng.random() < refusal_share
         task = make_task(svc, kb, cand, gold, rng, refusal) or (make_task(svc, kb, cand, gold, rng, False)
                                                                 if refusal else None)
         if task:
             tasks.append(task)
+            kinds[cand.kind] += 1
             report(len(tasks), total, cand.question[:40])
     split_by_document(tasks, heldout_share, seed)
     return tasks, summarize(tasks, n_cand, missing)

@@ -26,23 +26,26 @@ _ZH_SPANS = [
     ("date", re.compile(r"(?<![\d.])\d{4}年\d{1,2}月(?:\d{1,2}日)?")),
     ("percent", re.compile(r"(?<![\d.])\d+(?:\.\d+)?\s?[%％]")),
     ("amount", re.compile(r"(?<![\d.,])(?P<n>\d[\d,]*(?:\.\d+)?)\s?(?P<u>万元|亿元|元|美元)")),
-    ("number", re.compile(r"(?<![\d.,第])(?P<n>\d[\d,]*(?:\.\d+)?)\s?(?P<u>[天个人年月周次岁例家项名台件种倍米层小分秒]"
-                          r"(?:时|钟|里|米)?)(?![条章节款])")),
+    ("number", re.compile(r"(?<!\d\s)(?<![\d.,第])(?P<n>\d[\d,]*(?:\.\d+)?)\s?(?P<u>小时|分钟|秒钟|公里|厘米|毫米|天|个|人|年|"
+                          r"月|周|次|岁|例|家|项|名|台|件|种|倍|米|层|秒)(?![条章节款类])")),
 ]
 _EN_SPANS = [
     ("date", re.compile(r"\b(?:January|February|March|April|May|June|July|August|September|October|November|"
                         r"December) \d{1,2}, \d{4}\b")),
     ("percent", re.compile(r"(?<![\d.])\d+(?:\.\d+)? ?(?:%|percent\b)")),
     ("amount", re.compile(r"(?<![\w.])\$\d[\d,]*(?:\.\d+)?(?: (?:million|billion))?\b")),
-    ("number", re.compile(r"(?<![\w.$,/-])(?P<n>\d[\d,]*(?:\.\d+)?) (?P<u>[a-z]{3,}s)\b")),
+    ("date", re.compile(r"(?<=\b[Ii]n )(?:19|20)\d{2}\b(?![\d,.-]\d)")),
+    ("number", re.compile(r"(?<![\w.$,/-])(?P<n>\d[\d,]*(?:\.\d+)?) (?P<u>(?!(?:and|or|the|of|to|for|in|on|at|by|"
+                          r"with|from|percent|through|and)\b)[a-z]{3,})\b(?![.-]\d)")),
 ]
 _ZH_WORD = {"date": "何时", "percent": "百分之多少", "amount": "多少", "number": "多少"}
 _EN_WORD = {"date": "when", "percent": "what percentage", "amount": "how much", "number": "how many"}
-_ZH_PRONOUN = tuple("这那它其此他她我你但如若因所并而也还就都只则即该每各本")
+_ZH_PRONOUN = tuple("这那它其此他她我你但如若因所并而也还就都只则即该每各本") + (
+    "以下", "如下", "下列", "上述", "目前", "现在", "同时", "因此", "可以", "不")
 _EN_PRONOUN = {"it", "this", "that", "there", "he", "she", "they", "we", "what", "which", "these", "those",
                "here", "one", "each", "all", "who", "you", "i"}
 _ZH_DEF = re.compile(r"^(?:第[一二三四五六七八九十百零\d]+条\s*)?(?P<x>[\u4e00-\u9fffA-Za-z0-9（）()《》“”]{2,16}?)"
-                     r"(?P<v>是指|指的是|是|指)(?P<y>[^。；;！？?!]{4,60})[。；;]?$")
+                     r"(?P<v>是指|指的是|是|指(?![标导出定南挥令示向数明]))(?P<y>[^。；;！？?!]{4,60})[。；;]?$")
 _EN_DEF = re.compile(r"^(?P<x>(?:[Tt]he |[Aa]n? )?[A-Za-z][\w\-]*(?: [\w\-]+){0,4}) (?P<v>is|are|means|refers to) "
                      r"(?P<y>(?:a|an|the) [^.;:!?]{8,150})\.?$")
 
@@ -59,8 +62,20 @@ class Candidate:
     extra: dict = field(default_factory=dict)
 
 
+_LIST_MARK = re.compile(r"^\s*(?:(?:\d{1,3}|[ⅰ-ⅿⅠ-Ⅻ]+|[a-z])[.．、)）]\s*|[(（]\d{1,3}[)）]\s*|[一二三四五六七八九十]+、\s*"
+                        r"|【[^】]{1,6}】\s*|\d{2,4}(?=[\u4e00-\u9fff])(?![年月日]))+")
+_CAPS_HEAD = re.compile(r"^(?:[A-Z0-9][A-Z0-9&,.'’()/-]*\s+){2,}(?=[A-Z][a-z])")
+
+
 def _clean(sentence: str) -> str:
-    return " ".join(sentence.split())
+    """One line; list markers (``9.``, ``ⅱ.``, ``【强制】``, a page number glued to the text) and
+    an ALL-CAPS heading run at the start dropped."""
+    s = " ".join(sentence.split())
+    return _CAPS_HEAD.sub("", _LIST_MARK.sub("", s))
+
+
+def _balanced(q: str) -> bool:
+    return all(q.count(a) == q.count(b) for a, b in ("()", "（）", "“”", "[]", "《》"))
 
 
 def _zh_number(sentence: str) -> Candidate | None:
@@ -77,7 +92,7 @@ def _zh_number(sentence: str) -> Candidate | None:
             q = s[:m.start()] + _ZH_WORD[kind] + m.group("u") + s[m.end():]
         else:
             q = s[:m.start()] + _ZH_WORD[kind] + s[m.end():].lstrip("，, ")
-        if len(_HAN.findall(q)) < 10:
+        if len(_HAN.findall(q)) < 10 or not _balanced(q):
             return None
         return Candidate(kind, q + "？", [m.group(0).replace(" ", "")], sentence.strip(), "zh")
     return None
@@ -95,17 +110,20 @@ def _en_number(sentence: str) -> Candidate | None:
             continue
         m = found[0]
         middle = f"{_EN_WORD[kind]} {m.group('u')}" if kind == "number" else _EN_WORD[kind]
+        if kind == "date" and m.group(0).isdigit():
+            middle = "which year"
         q = s[:m.start()] + middle + s[m.end():]
         q = q[0].upper() + q[1:]
-        if len(re.findall(r"[A-Za-z]{2,}", q)) < 7:
+        if len(re.findall(r"[A-Za-z]{2,}", q)) < 7 or not _balanced(q):
             return None
-        return Candidate(kind, q + "?", [m.group(0)], sentence.strip(), "en")
+        answer = m.group("n") if kind == "number" else m.group(0)   # "30 calendar days" -> 30
+        return Candidate(kind, q + "?", [answer], sentence.strip(), "en")
     return None
 
 
 def _zh_definition(sentence: str) -> Candidate | None:
     m = _ZH_DEF.match(_clean(sentence))
-    if not m or m.group("x").startswith(_ZH_PRONOUN) or "的" in m.group("x")[-1:]:
+    if not m or m.group("x").startswith(_ZH_PRONOUN) or m.group("x")[-1] in "的都也就还只不要会":
         return None
     verb = "指什么" if "指" in m.group("v") else "是什么"
     y = m.group("y").strip("，, ")
@@ -130,7 +148,7 @@ def sentence_candidates(text: str) -> list[Candidate]:
     >>> [(c.kind, c.question, c.answers) for c in sentence_candidates("密切接触者应当集中隔离医学观察14天。")]
     [('number', '密切接触者应当集中隔离医学观察多少天？', ['14天'])]
     >>> [(c.question, c.answers) for c in sentence_candidates("The trustee must file the report within 30 days after the meeting.")]
-    [('The trustee must file the report within how many days after the meeting?', ['30 days'])]
+    [('The trustee must file the report within how many days after the meeting?', ['30'])]
     """
     prose = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("|"))
     out = []
@@ -146,6 +164,11 @@ def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
+def _good_cell(cell: str) -> bool:
+    """Short, and not a run of several numbers (a flattened row of figures)."""
+    return bool(cell) and len(cell) <= 30 and len(re.findall(r"\d+", cell)) <= 2 and ". . ." not in cell
+
+
 def table_candidates(text: str) -> list[Candidate]:
     """Row header + column header -> cell questions from the Markdown tables in a chunk: per
     body row one question, on the first numeric cell (else the first short cell); rows whose
@@ -159,22 +182,27 @@ def table_candidates(text: str) -> list[Candidate]:
     if len(lines) < 3 or not re.match(r"^\|?\s*:?-{2,}", lines[1].strip()):
         return []
     header = _cells(lines[0])
+    if any(re.search(r"\d{2}", h) for h in header):   # a data row (a continued table): no real header
+        return []
     body = [_cells(line) for line in lines[2:]]
-    heads = [r[0] for r in body if r]
+    key = 1 if len(header) > 2 and all(re.fullmatch(r"[\d\s.]*", r[0]) for r in body if r) else 0
+    heads = [r[key] for r in body if len(r) > key]
     out = []
     for row in body:
-        if len(row) != len(header) or not row[0] or heads.count(row[0]) > 1 or len(row[0]) > 40:
+        if len(row) != len(header) or not _good_cell(row[key]) or heads.count(row[key]) > 1 \
+                or not re.search(r"[A-Za-z\u4e00-\u9fff]", row[key]):
             continue
-        cols = [j for j in range(1, len(row)) if row[j] and header[j] and len(row[j]) <= 40 and len(header[j]) <= 40
-                and row[j] not in ("-", "—", row[0]) and row[j] != header[j]]
+        cols = [j for j in range(key + 1, len(row)) if _good_cell(row[j]) and _good_cell(header[j])
+                and re.search(r"[A-Za-z\u4e00-\u9fff]{2}", header[j]) and row[j] not in ("-", "—", row[key])
+                and row[j] != header[j]]
         numeric = [j for j in cols if re.fullmatch(r"[\d,.%\s$￥¥-]+", row[j]) and re.search(r"\d", row[j])]
         if not (numeric or cols):
             continue
         j = (numeric or cols)[0]
-        zh = bool(_HAN.search(row[0] + header[j]))
+        zh = bool(_HAN.search(row[key] + header[j]))
         word = "是多少" if j in numeric else "是什么"
-        q = (f"表格中“{row[0]}”一行的“{header[j]}”{word}？" if zh
-             else f"In the table, what is the {header[j]} for {row[0]}?")
+        q = (f"表格中“{row[key]}”一行的“{header[j]}”{word}？" if zh
+             else f"In the table, what is the {header[j]} for {row[key]}?")
         out.append(Candidate("table", q, [row[j]], "| " + " | ".join(row) + " |", "zh" if zh else "en"))
     return out
 
