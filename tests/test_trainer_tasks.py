@@ -141,11 +141,11 @@ def test_cli_writes_tasks_and_reports_bad_input(kb_svc, kb_home, tmp_path, capsy
     assert "has no documents" in err and "Traceback" not in err and not (tmp_path / "x.jsonl").exists()
 
 
-@pytest.mark.real
+@pytest.mark.slow
 def test_shared_documents_yield_300_tasks_with_gold_present(home, shared_data, tiny_embedder_dir, monkeypatch):
     """Done-when check: >= 300 tasks from ../shared/data/documents, >= 95 % of a sample with the
-    gold answer present. Minutes of parsing (872- and 400-page files), so in the `real` tier
-    (`pytest -m real tests/test_trainer_tasks.py`); the tiny embedder keeps embedding cheap."""
+    gold answer present. About 2 minutes on 2 busy cores (parsing the 872- and 400-page files);
+    the tiny embedder keeps embedding cheap, OCR is off (the scanned files give no rule questions)."""
     import settings as settings_mod
     from kb.service import KnowledgeBaseService
     from trainer.tasks import build_tasks, gold_present

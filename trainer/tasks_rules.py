@@ -25,8 +25,8 @@ _DIGIT_GROUP = re.compile(r"\d[\d,.]*")
 _ZH_SPANS = [
     ("date", re.compile(r"(?<![\d.])\d{4}年\d{1,2}月(?:\d{1,2}日)?")),
     ("percent", re.compile(r"(?<![\d.])\d+(?:\.\d+)?\s?[%％]")),
-    ("amount", re.compile(r"(?<![\d.,])(?P<n>\d[\d,]*(?:\.\d+)?)\s?(?P<u>万元|亿元|元|美元)")),
-    ("number", re.compile(r"(?<!\d\s)(?<![\d.,第])(?P<n>\d[\d,]*(?:\.\d+)?)\s?(?P<u>小时|分钟|秒钟|公里|厘米|毫米|天|个|人|年|"
+    ("amount", re.compile(r"(?<![\d.,])(?P<n>\d(?:[\d,]*\d)?(?:\.\d+)?)\s?(?P<u>万元|亿元|元|美元)")),
+    ("number", re.compile(r"(?<!\d\s)(?<![\d.,第])(?P<n>\d(?:[\d,]*\d)?(?:\.\d+)?)\s?(?P<u>小时|分钟|秒钟|公里|厘米|毫米|天|个|人|年|"
                           r"月|周|次|岁|例|家|项|名|台|件|种|倍|米|层|秒)(?![条章节款类])")),
 ]
 _EN_SPANS = [
@@ -35,13 +35,15 @@ _EN_SPANS = [
     ("percent", re.compile(r"(?<![\d.])\d+(?:\.\d+)? ?(?:%|percent\b)")),
     ("amount", re.compile(r"(?<![\w.])\$\d[\d,]*(?:\.\d+)?(?: (?:million|billion))?\b")),
     ("date", re.compile(r"(?<=\b[Ii]n )(?:19|20)\d{2}\b(?![\d,.-]\d)")),
-    ("number", re.compile(r"(?<![\w.$,/-])(?P<n>\d[\d,]*(?:\.\d+)?) (?P<u>(?!(?:and|or|the|of|to|for|in|on|at|by|"
+    ("number", re.compile(r"(?<![\w.$,/-])(?P<n>\d(?:[\d,]*\d)?(?:\.\d+)?) (?P<u>(?!(?:and|or|the|of|to|for|in|on|at|by|"
                           r"with|from|percent|through|and)\b)[a-z]{3,})\b(?![.-]\d)")),
 ]
 _ZH_WORD = {"date": "何时", "percent": "百分之多少", "amount": "多少", "number": "多少"}
 _EN_WORD = {"date": "when", "percent": "what percentage", "amount": "how much", "number": "how many"}
 _ZH_PRONOUN = tuple("这那它其此他她我你但如若因所并而也还就都只则即该每各本") + (
-    "以下", "如下", "下列", "上述", "目前", "现在", "同时", "因此", "可以", "不")
+    "以下", "如下", "下列", "上述", "目前", "现在", "同时", "因此", "可以", "不", "一个", "一种", "有的", "有些", "或", "和", "及")
+_ZH_NOT_DEF = ("为了", "因为", "由于", "在", "从", "对", "否", "不", "很", "非常", "有", "没有", "可以", "需要", "要", "将",
+               "把", "被", "如何", "怎么", "一个", "指")
 _EN_PRONOUN = {"it", "this", "that", "there", "he", "she", "they", "we", "what", "which", "these", "those",
                "here", "one", "each", "all", "who", "you", "i"}
 _ZH_DEF = re.compile(r"^(?:第[一二三四五六七八九十百零\d]+条\s*)?(?P<x>[\u4e00-\u9fffA-Za-z0-9（）()《》“”]{2,16}?)"
@@ -112,6 +114,8 @@ def _en_number(sentence: str) -> Candidate | None:
         middle = f"{_EN_WORD[kind]} {m.group('u')}" if kind == "number" else _EN_WORD[kind]
         if kind == "date" and m.group(0).isdigit():
             middle = "which year"
+        elif kind == "number" and re.fullmatch(r"(?:19|20)\d{2}", m.group("n")):   # a year, not a count
+            middle = f"which year {m.group('u')}"
         q = s[:m.start()] + middle + s[m.end():]
         q = q[0].upper() + q[1:]
         if len(re.findall(r"[A-Za-z]{2,}", q)) < 7 or not _balanced(q):
@@ -127,6 +131,8 @@ def _zh_definition(sentence: str) -> Candidate | None:
         return None
     verb = "指什么" if "指" in m.group("v") else "是什么"
     y = m.group("y").strip("，, ")
+    if y.startswith(_ZH_NOT_DEF):   # "X是为了…", "X是在…": not a definition
+        return None
     return Candidate("definition", f"{m.group('x')}{verb}？", [y], sentence.strip(), "zh")
 
 
