@@ -127,7 +127,7 @@ def _en_number(sentence: str) -> Candidate | None:
 
 def _zh_definition(sentence: str) -> Candidate | None:
     m = _ZH_DEF.match(_clean(sentence))
-    if not m or m.group("x").startswith(_ZH_PRONOUN) or m.group("x")[-1] in "的都也就还只不要会":
+    if not m or m.group("x").startswith(_ZH_PRONOUN) or m.group("x")[-1] in "的都也就还只不要会别其而即总正便或于但可凡若像算":
         return None
     verb = "指什么" if "指" in m.group("v") else "是什么"
     y = m.group("y").strip("，, ")
