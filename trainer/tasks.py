@@ -304,6 +304,9 @@ def cmd_tasks(args) -> int:
     import settings as settings_mod
     from kb.service import KnowledgeBaseService
 
+    if args.max < 1 or not 0 <= args.refusal_share < 1:
+        print("error: --max must be >= 1 and --refusal-share in [0, 1)", file=sys.stderr)
+        return 2
     settings = settings_mod.load(args.home) if args.home else settings_mod.load()
     bar = tqdm(total=0, unit="task", file=sys.stderr, dynamic_ncols=True)
 
