@@ -195,3 +195,12 @@ def test_grounded_cpu_smoke_end_to_end(tmp_path, tiny_qwen_dir):
                             think=False, progress=False)
     assert (report["n"], report["answerable"], report["unanswerable"]) == (2, 1, 1)
     assert report["format"] is not None and 0.0 <= report["refused_right"] <= 1.0
+
+
+@pytest.mark.parametrize("text, refused", [
+    ("资料中没有提到这一点。", True), ("在知识库「手册」中没有找到相关内容。", True), ("The sources do not say.", True),
+    ("Nothing relevant was found in the knowledge base.", True),
+    ("HashMap 不包含重复的键 [1]。", False), ("The list does not contain duplicates [2].", False), ("14天 [1]", False),
+])
+def test_refusal_phrases(text, refused):
+    assert G.is_refusal(text) is refused

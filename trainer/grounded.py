@@ -26,11 +26,10 @@ from trainer.rewards import REWARDS, completion_text, extract_answer, normalize_
 
 #: Phrases that mark a refusal ("the sources do not say"), Chinese and English, lowercase.
 REFUSAL_PHRASES = (
-    "资料中没有", "资料里没有", "资料中未", "资料未", "没有提到", "未提及", "没有相关", "无法回答", "无法从资料",
-    "没有找到", "不包含", "没有给出", "没有说明",
-    "not in the sources", "sources do not", "sources don't", "do not contain", "does not contain",
-    "not mentioned", "no information", "cannot answer", "can't answer", "cannot be answered",
-    "not provided", "not found in",
+    "资料中没有", "资料里没有", "资料中未", "资料未", "没有提到", "未提及", "没有相关信息", "没有相关内容", "无法回答",
+    "无法从资料", "没有找到相关",
+    "not in the sources", "sources do not", "sources don't", "not mentioned", "no information",
+    "cannot answer", "can't answer", "cannot be answered", "not found in the", "nothing relevant",
 )
 _CITE_RE = re.compile(r"\[\s*\d{1,3}(?:\s*[,，、]\s*\d{1,3})*\s*\]")
 _FORMAT_RE = re.compile(r"^\s*(?:<think>(?:(?!</?think>|</?answer>).)*</think>\s*)?<answer>"
