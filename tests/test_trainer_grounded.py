@@ -204,3 +204,14 @@ def test_grounded_cpu_smoke_end_to_end(tmp_path, tiny_qwen_dir):
 ])
 def test_refusal_phrases(text, refused):
     assert G.is_refusal(text) is refused
+
+
+def test_max_steps_scales_the_stages():
+    from trainer import recipes
+    from trainer.cli import build_parser
+    from trainer.train import apply_overrides
+
+    args = build_parser().parse_args(["train", "--recipe", "grounded-kb", "--max-steps", "10"])
+    recipe = apply_overrides(recipes.load("grounded-kb"), args, on_cpu=True)
+    assert [s["steps"] for s in recipe.stages] == [6, 4] and recipe.grpo["max_steps"] == 10
+    assert [s["refusal"] for s in recipe.stages] == [False, True]

@@ -184,3 +184,20 @@ def check_dataset(recipe, spec: str) -> None:
         raise ValueError(f"recipe {recipe.name!r} trains on grounded tasks but {spec!r} is not a tasks file; "
                          f"build one with `python -m trainer tasks --kb NAME --out tasks.jsonl` and pass "
                          f"--dataset tasks.jsonl")
+
+
+def scale_stages(stages: list[dict], total: int) -> list[dict]:
+    """Stages resized to add up to ``total`` steps, keeping their proportions (each >= 1 step;
+    stages are dropped from the end when ``total`` is smaller than their number).
+
+    >>> [s["steps"] for s in scale_stages([{"steps": 60}, {"steps": 40}], 10)]
+    [6, 4]
+    >>> [s["steps"] for s in scale_stages([{"steps": 60}, {"steps": 40}], 1)]
+    [1]
+    """
+    stages = [dict(s) for s in stages][:max(total, 1)]
+    old = sum(int(s["steps"]) for s in stages) or 1
+    for s in stages:
+        s["steps"] = max(1, round(int(s["steps"]) * total / old))
+    stages[-1]["steps"] = max(1, total - sum(s["steps"] for s in stages[:-1]))
+    return stages

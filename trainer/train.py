@@ -72,6 +72,10 @@ def apply_overrides(recipe, args, on_cpu: bool):
     g = recipe.grpo
     if args.max_steps is not None:
         g["max_steps"] = args.max_steps
+        if recipe.stages:  # grounded curriculum: the stages keep their proportions
+            from trainer.grounded_data import scale_stages
+
+            recipe.stages = scale_stages(recipe.stages, args.max_steps)
     if args.epochs is not None:
         g["num_train_epochs"] = args.epochs
         if args.max_steps is None:  # --epochs alone wins over the recipe's max_steps
