@@ -13,8 +13,8 @@ rules (:mod:`trainer.tasks_rules`). (c), questions proposed by a loaded model, i
 
 One JSON object per line (the *tasks file*):
 
-``{"id", "kind", "lang", "question", "answers": [str], "passages": [{"source", "page", "text",
-"chunk_id"}], "gold": n (1-based; 0 = refusal task), "support": [n...] (passages containing an
+``{"id", "kind", "lang", "question", "answers": [str], "passages": [{"source", "page", "section",
+"text", "chunk_id"}], "gold": n (1-based; 0 = refusal task), "support": [n...] (passages containing an
 answer), "n_passages", "doc", "split": "train" | "heldout", "evidence"}``
 
 Tasks are deduplicated by question, balanced over documents (round robin; no rule kind above
@@ -146,7 +146,7 @@ def zip_longest_all(groups: list[list]) -> list[list]:
 
 
 def _passage(hit) -> dict:
-    return {"source": hit.source, "page": hit.page, "text": hit.text, "chunk_id": hit.chunk_id}
+    return {"source": hit.source, "page": hit.page, "section": hit.section, "text": hit.text, "chunk_id": hit.chunk_id}
 
 
 def make_task(svc, kb: str, cand: Candidate, gold, rng: random.Random, refusal: bool) -> dict | None:
