@@ -22,7 +22,7 @@ import re
 import unicodedata
 
 from models.prompts import cited_numbers
-from trainer.rewards import REWARDS, completion_text, extract_answer, normalize_number_text, numbers_match
+from trainer.rewards import REWARDS, completion_text, extract_answer, numbers_match
 
 #: Phrases that mark a refusal ("the sources do not say"), Chinese and English, lowercase.
 REFUSAL_PHRASES = (
@@ -35,6 +35,17 @@ _CITE_RE = re.compile(r"\[\s*\d{1,3}(?:\s*[,，、]\s*\d{1,3})*\s*\]")
 _FORMAT_RE = re.compile(r"^\s*(?:<think>(?:(?!</?think>|</?answer>).)*</think>\s*)?<answer>"
                         r"(?:(?!</?answer>|</?think>).)+</answer>\s*$", re.DOTALL)
 _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def normalize_number_text(text: str) -> str:
+    """NFKC (fullwidth digits -> ASCII), one minus sign, thousands commas/spaces dropped.
+
+    >>> normalize_number_text("１,２００ 元 −3")
+    '1200 元 -3'
+    """
+    text = unicodedata.normalize("NFKC", text).replace("\u2212", "-").replace("\u2013", "-")
+    text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)
+    return re.sub(r"(?<=\d) (?=\d{3}(?!\d))", "", text)
 
 
 def reply_answer(text: str) -> str:
