@@ -1,7 +1,14 @@
-"""bench/grounded_report.py on a run dir written here (the GPU script's last step)."""
+"""bench/grounded_report.py on a run dir written here; bench/train_grounded_gpu.sh on the CPU (tiny model)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_report_reads_run_and_evals(tmp_path):
@@ -19,3 +26,23 @@ def test_report_reads_run_and_evals(tmp_path):
     assert s["rewards"]["grounded_answer"] == {"first10": 0.275, "last10": 0.775}
     assert s["before"]["correct"] == 0.2 and s["after"] is None
     assert main([str(tmp_path)]) == 0 and (tmp_path / "curves.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_on_the_cpu_with_the_tiny_model(tmp_path, tiny_qwen_dir):
+    """bench/train_grounded_gpu.sh end to end with a tasks file, the CPU smoke recipe and the
+    tiny model: eval before -> 4 staged steps -> eval after -> report with curves.png."""
+    from tests.test_trainer_grounded import task, write_tasks
+
+    tasks = [task(tid=f"a{i}", question=f"问题{i}？") for i in range(4)] + \
+            [task(tid="r", gold=0, support=[]), task(tid="h", split="heldout")]
+    data = write_tasks(tmp_path / "tasks.jsonl", tasks)
+    out = tmp_path / "out"
+    env = {**os.environ, "MODEL": str(tiny_qwen_dir), "TASKS": str(data), "RECIPE": "grounded-cpu-smoke",
+           "TRAIN_ARGS": "--allow-cpu", "EVAL_N": "2", "OUT": str(out), "TQTS_HOME": str(tmp_path / "home"),
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(["bash", str(ROOT / "bench" / "train_grounded_gpu.sh")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "steps 4 (finished)" in proc.stdout and "held-out after: {" in proc.stdout
+    assert (out / "eval-before.json").exists() and (out / "curves.png").exists()
