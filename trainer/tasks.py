@@ -18,7 +18,7 @@ One JSON object per line (the *tasks file*):
 answer), "n_passages", "doc", "split": "train" | "heldout", "evidence"}``
 
 Tasks are deduplicated by question, balanced over documents (round robin; no rule kind above
-:data:`KIND_CAP` of the tasks) and split into train
+:data:`KIND_CAP` of ``max_tasks``) and split into train
 and held-out BY DOCUMENT (no document feeds both).
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ REFUSAL_SHARE = 0.2
 HELDOUT_SHARE = 0.2
 PASSAGES = (3, 5)          # passages shown per task, inclusive range
 SEARCH_K = 12              # hits fetched per question to pick distractors from
-KIND_CAP = 0.5             # most share of one rule kind (tables would otherwise crowd out the rest)
+KIND_CAP = 0.5             # most tasks of one rule kind, as a share of max_tasks (else one kind crowds out the rest)
 
 
 def contains_answer(text: str, answers: list[str]) -> bool:
