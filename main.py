@@ -9,7 +9,7 @@
     python main.py voice pull LANG      fetch a vosk model (online users)
 
 Training is a separate program: ``python -m trainer --help``. Handlers live next to the
-services they drive (kb/cli.py, models/cli.py, models/voice_cli.py); this file only wires.
+services they drive (kb/cli.py, models/cli.py, models/voice/cli.py); this file only wires.
 """
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         from models import cli
         name = cmd if cmd != "models" else f"models_{args.models_command.replace('-', '_')}"
     else:
-        from models import voice_cli as cli
+        from models.voice import cli
         name = f"voice_{args.voice_command}"
     return getattr(cli, f"cmd_{name}")(args, settings)
 

@@ -33,28 +33,29 @@ class ChatPanel(ttk.Frame):
         self.turn: int | None = None
         self.last_answer = ""
         self.last_result = None
+        self._build_input()       # packed first, from the bottom: it keeps its room when the window shrinks
         self.transcript = Transcript(self, self.tr, on_cite=self._open_source)
         self.transcript.pack(fill="both", expand=True)
-        self._build_input()
 
     def _build_input(self) -> None:
         tr = self.tr
+        tools = ttk.Frame(self)
+        tools.pack(side="bottom", fill="x", pady=(4, 0))
         self.input_row = row = ttk.Frame(self)
-        row.pack(fill="x", pady=(6, 0))
-        self.input = tk.Text(row, height=3, width=30, wrap="word", font="TkTextFont", undo=True)
-        self.input.pack(side="left", fill="both", expand=True)
-        self.input.bind("<Return>", self._on_return)
-        self.input.bind("<KP_Enter>", self._on_return)
-        self.voice_slot = ttk.Frame(row)
-        self.voice_slot.pack(side="left", padx=(4, 0))
+        row.pack(side="bottom", fill="x", pady=(6, 0))
+        # Ask/Stop first from the right, then the voice controls: a narrow window squeezes the text box.
         buttons = ttk.Frame(row)
-        buttons.pack(side="left", padx=(4, 0), fill="y")
+        buttons.pack(side="right", padx=(4, 0), fill="y")
         self.ask_button = ttk.Button(buttons, text=tr("chat.ask"), command=self.ask, style="Accent.TButton")
         self.ask_button.pack(fill="x")
         self.stop_button = ttk.Button(buttons, text=tr("chat.stop"), command=self.stop, state="disabled")
         self.stop_button.pack(fill="x", pady=(3, 0))
-        tools = ttk.Frame(self)
-        tools.pack(fill="x", pady=(4, 0))
+        self.voice_slot = ttk.Frame(row)
+        self.voice_slot.pack(side="right", padx=(4, 0))
+        self.input = tk.Text(row, height=3, width=20, wrap="word", font="TkTextFont", undo=True)
+        self.input.pack(side="left", fill="both", expand=True)
+        self.input.bind("<Return>", self._on_return)
+        self.input.bind("<KP_Enter>", self._on_return)
         ttk.Button(tools, text=tr("chat.copy"), command=self.copy_answer).pack(side="left")
         ttk.Button(tools, text=tr("chat.export"), command=self.export).pack(side="left", padx=4)
         ttk.Button(tools, text=tr("chat.clear"), command=self.clear_history).pack(side="left")

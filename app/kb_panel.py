@@ -31,8 +31,8 @@ class KBPanel(ttk.Frame):
         self.pending: list[str] = []
         self.ingest_job = None
         self._build_kb_row()
+        self._build_ingest()      # packed from the bottom before the list: it stays visible when short
         self._build_docs()
-        self._build_ingest()
 
     # -- layout --------------------------------------------------------------------------
     def _build_kb_row(self) -> None:
@@ -49,6 +49,12 @@ class KBPanel(ttk.Frame):
 
     def _build_docs(self) -> None:
         tr = self.tr
+        row = ttk.Frame(self)
+        row.pack(side="bottom", fill="x", pady=4)
+        for key, cmd in (("kb.add_files", self.add_files), ("kb.add_folder", self.add_folder),
+                         ("kb.remove", self.remove_selected), ("kb.reingest", self.reingest_selected),
+                         ("kb.open", self.open_selected)):
+            ttk.Button(row, text=tr(key), command=cmd, width=-4).pack(side="left", padx=(0, 3))
         frame = ttk.Frame(self)
         frame.pack(fill="both", expand=True)
         cols = ("name", "pages", "chunks", "status")
@@ -63,29 +69,23 @@ class KBPanel(ttk.Frame):
         self.tree.configure(yscrollcommand=sb.set)
         self.tree.pack(side="left", fill="both", expand=True)
         sb.pack(side="left", fill="y")
-        row = ttk.Frame(self)
-        row.pack(fill="x", pady=4)
-        for key, cmd in (("kb.add_files", self.add_files), ("kb.add_folder", self.add_folder),
-                         ("kb.remove", self.remove_selected), ("kb.reingest", self.reingest_selected),
-                         ("kb.open", self.open_selected)):
-            ttk.Button(row, text=tr(key), command=cmd, width=-4).pack(side="left", padx=(0, 3))
 
     def _build_ingest(self) -> None:
-        self.progress = ttk.Progressbar(self, mode="determinate", maximum=1.0)
-        self.progress.pack(fill="x", pady=(4, 0))
-        row = ttk.Frame(self)
-        row.pack(fill="x")
-        self.progress_label = ttk.Label(row, text=self.tr("kb.drop_hint"), foreground="#555")
-        self.progress_label.pack(side="left", fill="x", expand=True)
-        self.stop_button = ttk.Button(row, text=self.tr("kb.stop_ingest"), command=self.stop_ingest,
-                                      state="disabled")
-        self.stop_button.pack(side="right")
         self.results = tk.Text(self, height=6, width=30, wrap="none", state="disabled", relief="flat",
                                background="#f6f6f6", font="TkDefaultFont")
         self.results.tag_configure("ok", foreground="#1b5e20")
         self.results.tag_configure("skip", foreground="#555555")
         self.results.tag_configure("fail", foreground="#b00020")
-        self.results.pack(fill="x", pady=(4, 0))
+        self.results.pack(side="bottom", fill="x", pady=(4, 0))
+        row = ttk.Frame(self)
+        row.pack(side="bottom", fill="x")
+        self.progress_label = ttk.Label(row, text=self.tr("kb.drop_hint"), foreground="#555")
+        self.progress_label.pack(side="left", fill="x", expand=True)
+        self.stop_button = ttk.Button(row, text=self.tr("kb.stop_ingest"), command=self.stop_ingest,
+                                      state="disabled")
+        self.stop_button.pack(side="right")
+        self.progress = ttk.Progressbar(self, mode="determinate", maximum=1.0)
+        self.progress.pack(side="bottom", fill="x", pady=(4, 0))
 
     # -- knowledge bases -----------------------------------------------------------------
     @property

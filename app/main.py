@@ -19,6 +19,7 @@ from app.chat_panel import ChatPanel
 from app.first_run import FirstRunPanel
 from app.i18n import Strings, setup_fonts
 from app.kb_panel import KBPanel
+from app.layout import place
 from app.worker import Dispatcher, error_message
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ def make_root() -> tk.Tk:
     except (ImportError, RuntimeError, tk.TclError) as e:
         log.warning("drag and drop unavailable (%s); use 'Add files…'", e)
         return tk.Tk()
+
+
+MIN_SIZE = (900, 560)   # every control reachable down to this (tests/test_app_layout.py)
 
 
 class App:
@@ -53,8 +57,7 @@ class App:
         self.tr = Strings(settings.ui_language)
         self.root = root or make_root()
         self.root.title("TQT-s")
-        self.root.geometry("1280x820")
-        self.root.minsize(900, 560)
+        place(self.root, (1280, 820), minimum=MIN_SIZE)
         self.font_family = setup_fonts(self.root)
         self._style()
         self.dispatcher = Dispatcher(self.root)

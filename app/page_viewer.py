@@ -16,6 +16,8 @@ import tkinter as tk
 from pathlib import Path
 from tkinter import ttk
 
+from app.layout import place
+
 
 def passage_snippets(text: str, min_len: int = 6, max_len: int = 160, limit: int = 12) -> list[str]:
     """The sentences of a chunk, to search for on its page (each cut to ``max_len``).
@@ -121,7 +123,7 @@ class PageViewer(tk.Toplevel):
         self.app, self.tr = app, app.tr
         self.source, self.page, self.pages, self.hits, self.passage = "", 0, 0, 0, ""
         self.image = None
-        self.geometry("760x900")
+        place(self, (760, 900), minimum=(480, 360))
         self._build()
         self.protocol("WM_DELETE_WINDOW", self.withdraw)
 

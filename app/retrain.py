@@ -16,6 +16,7 @@ import tkinter as tk
 from pathlib import Path
 from tkinter import filedialog, messagebox, ttk
 
+from app.layout import place
 from app.retrain_views import TEXT, ComparisonTable, HistoryTable, LivePanel, RewardPlot
 from app.worker import Dispatcher
 from trainer import jobs
@@ -64,7 +65,7 @@ class RetrainDialog(tk.Toplevel):
         except ImportError:  # strings are optional: the built-in TEXT is complete
             self._strings = None
         self.title(self.t("title"))
-        self.geometry("1180x800")
+        place(self, (1180, 800), minimum=(900, 560))
         self.job: jobs.TrainingJob | None = None
         self.rows: list[dict] = []
         self.comparison: dict | None = None

@@ -6,8 +6,8 @@ from the keyboard). Partial results show live under the button; when you stop, t
 replaces the question, and is sent at once when ``stt_auto_send`` is on.
 
 Threads: the microphone callback only enqueues audio; recognition runs on the capture worker
-(:class:`models.mic.MicCapture`); speech output on the TTS engine thread
-(:class:`models.tts.Speaker`). Their results go on ``self._events``; the Tk thread drains it
+(:class:`models.voice.mic.MicCapture`); speech output on the TTS engine thread
+(:class:`models.voice.tts.Speaker`). Their results go on ``self._events``; the Tk thread drains it
 with ``after()``, so no widget is touched off the Tk thread.
 
 Without a speech model or a microphone the talk button is disabled and a short label (with
@@ -21,8 +21,8 @@ import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 
-from models import mic, speech
-from models.tts import Speaker
+from models.voice import mic, speech
+from models.voice.tts import Speaker
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class VoiceControls(ttk.Frame):
         set_question: called on the Tk thread with the final recognized text.
         submit: called on the Tk thread after ``set_question`` when ``stt_auto_send`` is on.
         stream_factory: ``sounddevice.RawInputStream``-like constructor (tests pass
-            :class:`models.mic.WavInputStream`); when given, the microphone check is skipped.
+            :class:`models.voice.mic.WavInputStream`); when given, the microphone check is skipped.
         hotkey: Tk event sequence bound on the toplevel to toggle listening.
     """
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kb.loaders import Block
+from kb.types import Block
 
 _SENT = re.compile(r"(?<=[。！？；…!?][”’」』）)\]\"'])|(?<=[。！？；…])(?![”’」』）)\]\"'…])|(?<=[.!?])\s+(?=\S)")
 _CJK = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef]")

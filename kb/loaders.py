@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kb import ocr as ocr_mod
+from kb.types import Block
 
 #: Pages with fewer characters than this (and an image) are sent to OCR.
 OCR_MIN_CHARS = 50
@@ -28,16 +29,6 @@ _CJK_BREAK = re.compile(rf"(?<=[{_CJK}])\s*\n\s*(?=[{_CJK}])")
 
 class LoaderError(ValueError):
     """A file that cannot be read; ``str(e)`` is one line saying what is wrong and what to do."""
-
-
-@dataclass
-class Block:
-    """A paragraph-like run of text, or one table (``kind="table"``, Markdown rows)."""
-
-    text: str
-    page: int | None = None
-    section: str = ""
-    kind: str = "text"
 
 
 @dataclass

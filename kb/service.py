@@ -233,6 +233,28 @@ class KnowledgeBaseService:
                 self._check_model(base)
             return retrieval.search(base, self.embedder, query, k or self.settings.top_k, mode)
 
+    def chunks(self, kb: str | None = None) -> Iterable[tuple[DocumentInfo, list[Hit]]]:
+        """Every stored chunk, document by document (for building training tasks).
+
+        Yields:
+            ``(document, chunks)`` per document, by file name; chunks in document order as
+            :class:`Hit` with ``rank`` = 1-based chunk position and ``score`` 0.
+
+        Raises:
+            KeyError: a named knowledge base that does not exist.
+        """
+        for doc in self.documents(kb):
+            with self._lock:
+                base = self._kb(kb, create=False)
+                version = base.manifest()["docs"].get(doc.source, {}).get("version")
+                got = base.collection.get(where={"version": version}, include=["documents", "metadatas"]) \
+                    if version else {"ids": []}
+            rows = sorted(zip(got["ids"], got.get("documents") or [], got.get("metadatas") or [], strict=True),
+                          key=lambda r: r[2].get("chunk_index", 0))
+            yield doc, [Hit(rank=i, score=0.0, source=m.get("source", doc.source), page=m.get("page") or None,
+                            text=t, chunk_id=cid, section=m.get("section", ""), page_end=m.get("page_end") or None)
+                        for i, (cid, t, m) in enumerate(rows, 1)]
+
     def is_relevant(self, hits: list[Hit], query: str | None = None, kb: str | None = None) -> bool:
         """True when ``hits`` may answer ``query`` (see :meth:`relevance`). Without a query:
         the old rule, best cosine >= ``settings.relevance_floor`` (BM25-only hits count)."""

@@ -5,6 +5,16 @@ from dataclasses import asdict, dataclass, field
 
 
 @dataclass
+class Block:
+    """A paragraph-like run of text, or one table (``kind="table"``, Markdown rows)."""
+
+    text: str
+    page: int | None = None
+    section: str = ""
+    kind: str = "text"
+
+
+@dataclass
 class Hit:
     """One retrieved chunk.
 

@@ -195,12 +195,10 @@ class AnswerService:
         """
         reserve = min(max_new_tokens or self.settings.max_new_tokens, backend.context_tokens // 2)
         budget = backend.context_tokens - reserve
-        system = {"role": "system", "content": prompts.system_prompt(question, think)}
         turns = self._fit_history(history or [], backend, budget // 4)
 
-        def render(kept: list[Source]) -> list[dict]:
-            blocks = [prompts.format_source(i, s.source, s.page, s.text, s.section) for i, s in enumerate(kept, 1)]
-            return [system, *turns, {"role": "user", "content": prompts.user_message(question, blocks, think)}]
+        def render(kept: list[Source]) -> list[dict]:  # the prompt the trainer's grounded tasks use too
+            return prompts.grounded_messages(question, kept, think, turns)
 
         kept: list[Source] = []
         for s in sources:

@@ -38,7 +38,7 @@ def _tqdm_progress(desc: str):
 def _question(args, settings) -> str:
     if args.voice_in:
         try:
-            from models.speech import transcribe_file
+            from models.voice.speech import transcribe_file
         except ImportError as e:
             raise BackendError(f"voice input is unavailable ({e}); type the question instead") from None
         try:
@@ -113,7 +113,7 @@ def _speak(args, settings, answer: str) -> None:
     if not (args.speak or args.speak_to) or not answer:
         return
     try:
-        from models.tts import Speaker
+        from models.voice.tts import Speaker
     except ImportError as e:
         print(f"note: speech output is unavailable ({e}); the answer is printed above", file=sys.stderr)
         return

@@ -59,6 +59,30 @@ def user_message(question: str, blocks: list[str], think: bool = True) -> str:
     return f"{head}\n\n" + "\n\n".join(blocks) + f"\n\n{ask}{question}"
 
 
+def grounded_messages(question: str, sources: list, think: bool, history: list[dict] | None = None) -> list[dict]:
+    """Chat messages for a question over numbered sources: the ONE prompt builder shared by the
+    AnswerService (inference) and the trainer's grounded tasks (training), so the model is trained
+    on exactly what it sees when answering.
+
+    Args:
+        question: the user's question (its language picks the prompt language).
+        sources: in citation order ([1] first); each a mapping or object with ``source``,
+            ``page`` (None for page-less formats) and ``text``.
+        think: ask for ``<think>`` reasoning before the ``<answer>``.
+        history: earlier ``user``/``assistant`` turns placed between system and user message.
+
+    Returns:
+        ``[system, *history, user]`` message dicts (``role``/``content``).
+    """
+    def field(s, key):
+        return s.get(key) if isinstance(s, dict) else getattr(s, key)
+
+    blocks = [format_source(i, field(s, "source"), field(s, "page"), field(s, "text"))
+              for i, s in enumerate(sources, 1)]
+    return [{"role": "system", "content": system_prompt(question, think)}, *(history or []),
+            {"role": "user", "content": user_message(question, blocks, think)}]
+
+
 def _bigrams(text: str) -> set[str]:
     text = re.sub(r"\s+", "", text.lower())
     return {text[i:i + 2] for i in range(len(text) - 1)}

@@ -73,9 +73,9 @@ def test_voice_in_and_speak_to_with_stand_in_modules(kb_home, tmp_path, capsys, 
             saved[path] = text
             return path
 
-    monkeypatch.setitem(sys.modules, "models.speech",
+    monkeypatch.setitem(sys.modules, "models.voice.speech",
                         types.SimpleNamespace(transcribe_file=lambda path, s: "国家机构实行什么原则？"))
-    monkeypatch.setitem(sys.modules, "models.tts", types.SimpleNamespace(Speaker=Speaker))
+    monkeypatch.setitem(sys.modules, "models.voice.tts", types.SimpleNamespace(Speaker=Speaker))
     wav = str(tmp_path / "q.wav")
     out_wav = str(tmp_path / "a.wav")
     assert main.main(["ask", "--kb", "宪法", "--json", "--voice-in", wav, "--speak-to", out_wav]) == 0
@@ -84,6 +84,6 @@ def test_voice_in_and_speak_to_with_stand_in_modules(kb_home, tmp_path, capsys, 
 
 
 def test_voice_unavailable_gives_one_message(kb_home, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "models.speech", None)
+    monkeypatch.setitem(sys.modules, "models.voice.speech", None)
     assert main.main(["ask", "--voice-in", "q.wav"]) == 1
     assert "voice input is unavailable" in capsys.readouterr().err

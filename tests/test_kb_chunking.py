@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from kb.chunking import chunk_blocks, split_sentences
-from kb.loaders import Block
+from kb.types import Block
 
 
 def test_split_sentences_chinese_and_english():

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from models import mic
+from models.voice import mic
 
 pytestmark = pytest.mark.gui
 

@@ -47,7 +47,7 @@ def test_ask_voice_in_speak_to(settings, monkeypatch, tmp_path, tiny_qwen_dir, w
     assert rc == 0, out
     assert "capital" in out["question"].lower() and "france" in out["question"].lower()
     assert not out["refused"] and out["sources"]
-    from models.tts import speakable_text
+    from models.voice.tts import speakable_text
 
     if not speakable_text(out["answer"]):
         pytest.skip("the tiny model's gibberish had nothing speakable this time")

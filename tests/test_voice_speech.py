@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import speech
-from models.mic import MicCapture, WavInputStream
-from models.speech import SpeechError
+from models.voice import speech
+from models.voice.mic import MicCapture, WavInputStream
+from models.voice.speech import SpeechError
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int, width: int = 2) -> Path:
@@ -169,7 +169,7 @@ def test_mic_capture_reports_model_errors(settings, spoken_question):
 
 # -- voice pull --------------------------------------------------------------------------------
 def test_voice_pull_downloads_and_unzips(tmp_path):
-    from models.voice_cli import pull_vosk_model
+    from models.voice.cli import pull_vosk_model
 
     served = tmp_path / "site"
     served.mkdir()
@@ -200,7 +200,7 @@ def test_voice_pull_downloads_and_unzips(tmp_path):
 
 def test_voice_pull_cli_offline_message(home, capsys, monkeypatch):
     import main
-    import models.voice_cli as vc
+    import models.voice.cli as vc
 
     orig = vc.pull_vosk_model
     monkeypatch.setattr(vc, "pull_vosk_model",   # a closed local port stands in for no network

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import tts
-from models.tts import Speaker, TTSError, detect_lang, speakable_text
+from models.voice import tts
+from models.voice.tts import Speaker, TTSError, detect_lang, speakable_text
 
 needs_espeak = pytest.mark.skipif(not shutil.which("espeak-ng"),
                                   reason="espeak-ng not installed (apt-get install espeak-ng)")
@@ -127,7 +127,7 @@ def test_stop_drops_queued_speech(settings):
 def test_docstring_examples():
     import doctest
 
-    from models import speech
+    from models.voice import speech
 
     for module in (tts, speech):
         failed, attempted = doctest.testmod(module)

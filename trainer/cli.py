@@ -1,4 +1,4 @@
-"""Command line of ``python -m trainer``: train, eval, recipes, gpu (see README "Trainer").
+"""Command line of ``python -m trainer``: train, eval, tasks, recipes, gpu (see README "Trainer").
 
 Heavy imports (torch, TRL) happen inside the handlers, so ``--help`` and ``recipes`` are quick.
 """
@@ -31,10 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--allow-cpu", action="store_true", help="train without a GPU (slow)")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="greedy accuracy on GSM8K-style questions")
+    e = sub.add_parser("eval", help="greedy accuracy on GSM8K-style questions, or on grounded tasks (--tasks)")
     e.add_argument("--model", required=True, help="registry name, folder or hub id")
     e.add_argument("--adapter", default="", help="LoRA adapter folder")
-    e.add_argument("--data", required=True, help="data file, folder or hub id")
+    data = e.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", help="data file, folder or hub id")
+    data.add_argument("--tasks", help="grounded tasks file (python -m trainer tasks): correct, cited, refused, format")
+    e.add_argument("--no-think", dest="think", action="store_false", help="grounded prompt without <think>")
     e.add_argument("--split", default="test")
     e.add_argument("--fields", help="column mapping question=COL,answer=COL")
     e.add_argument("--limit", type=int, default=50)
@@ -49,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("recipes", help="list bundled recipes")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_recipes)
+
+    k = sub.add_parser("tasks", help="grounded-QA training tasks from a knowledge base (see trainer/tasks.py)")
+    k.add_argument("--kb", required=True, help="knowledge base name (see `python main.py kb list`)")
+    k.add_argument("--out", required=True, help="tasks file to write (.jsonl)")
+    k.add_argument("--max", type=int, default=500, help="most tasks (balanced over documents)")
+    k.add_argument("--from-file", help="CSV/JSONL of question,answer pairs (default: rule-made questions)")
+    k.add_argument("--refusal-share", type=float, default=0.2, help="share of tasks without the gold passage")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--home", help="data dir (default: TQTS_HOME)")
+    k.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    k.set_defaults(func=cmd_tasks)
 
     g = sub.add_parser("gpu", help="CUDA device and free memory")
     g.add_argument("--json", action="store_true")
@@ -93,6 +107,14 @@ def cmd_eval(args) -> int:
     try:
         for name, adapter in targets:
             model, adapter = _resolve(name, adapter, settings)
+            if args.tasks:
+                from trainer.grounded_eval import evaluate_tasks
+
+                split = "heldout" if args.split == "test" else args.split
+                reports.append(evaluate_tasks(model, args.tasks, adapter=adapter, split=split, limit=args.limit,
+                                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                              think=args.think))
+                continue
             reports.append(E.evaluate(model, args.data, adapter=adapter, limit=args.limit, split=args.split,
                                       fields=args.fields, max_new_tokens=args.max_new_tokens,
                                       batch_size=args.batch_size))
@@ -104,9 +126,20 @@ def cmd_eval(args) -> int:
     if args.json:
         print(json.dumps(out, ensure_ascii=False, indent=1))
     else:
-        print(E.format_report(reports))
+        if args.tasks:
+            from trainer.grounded_eval import format_reports
+
+            print(format_reports(reports))
+        else:
+            print(E.format_report(reports))
         print(f"report: {path}")
     return 0
+
+
+def cmd_tasks(args) -> int:
+    from trainer.tasks import cmd_tasks as run
+
+    return run(args)
 
 
 def cmd_recipes(args) -> int:

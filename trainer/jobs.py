@@ -419,7 +419,8 @@ def list_runs(settings) -> list[RunInfo]:
 def list_recipes() -> list[dict]:
     """The bundled recipes that validate (:func:`trainer.recipes.load`), each as
     ``{name, path, description, dataset, lora, max_steps (-1: by epochs), epochs, cpu}``;
-    "cpu" is True for recipes meant to run without CUDA (``use_cpu`` or a name ending in "-cpu")."""
+    "cpu" is True for recipes meant to run without CUDA (``use_cpu`` or a name ending in "-cpu").
+    Grounded recipes (they need a tasks file) are left out until the dialog can build one."""
     from trainer import recipes as R
 
     out = []
@@ -428,9 +429,19 @@ def list_recipes() -> list[dict]:
             r = R.load(path)
         except (ValueError, OSError):
             continue
+        if needs_tasks_file(r):  # grounded recipes: the dialog cannot build a tasks file yet (issue 16, item 5)
+            continue
         g = r.grpo
         out.append({"name": r.name, "path": str(path), "description": r.description,
                     "dataset": r.dataset, "lora": r.lora.enabled, "max_steps": g.get("max_steps", -1),
                     "epochs": g.get("num_train_epochs"),
                     "cpu": bool(g.get("use_cpu")) or r.name.endswith("-cpu")})
     return out
+
+
+def needs_tasks_file(recipe) -> bool:
+    """True for a grounded recipe (stages or grounded rewards): it trains on a tasks file from
+    ``python -m trainer tasks``, not on gsm8k."""
+    from trainer.grounded import GROUNDED_REWARDS
+
+    return bool(recipe.stages) or bool(set(recipe.rewards) & set(GROUNDED_REWARDS))

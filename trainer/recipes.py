@@ -67,6 +67,13 @@ class Recipe:
         use_vllm: "auto" (vLLM colocate when installed and CUDA is there), true, false.
         train_size: keep the first N training rows (0 = all).
         grpo: GRPOConfig fields, passed through.
+        think: grounded tasks only: the prompt asks for ``<think>`` reasoning (as the app's
+            ``think`` setting does).
+        stages: grounded tasks only: curriculum ``[{name, steps, refusal: bool}, ...]`` run in
+            order in one run (see trainer.grounded_data); steps must add up to ``max_steps``
+            (filled in when absent) and TRL's shuffling is turned off.
+        mix_dataset: a gsm8k data spec whose examples are mixed into grounded training.
+        mix_ratio: share of training prompts taken from ``mix_dataset`` (0-1).
     """
 
     name: str = ""
@@ -87,6 +94,10 @@ class Recipe:
     use_vllm: Any = "auto"
     train_size: int = 0
     grpo: dict = field(default_factory=dict)
+    think: bool = True
+    stages: list = field(default_factory=list)
+    mix_dataset: str = ""
+    mix_ratio: float = 0.0
 
 
 def _suggest(key: str, known) -> str:
@@ -136,7 +147,26 @@ def validate(recipe: Recipe, where: str = "recipe", world_size: int = 1) -> Reci
             raise ValueError(f"{where}: {key} must be >= 0")
     if recipe.use_vllm not in ("auto", True, False):
         raise ValueError(f"{where}: use_vllm must be auto, true or false")
+    _check_grounded(recipe, where)
     return recipe
+
+
+def _check_grounded(recipe: Recipe, where: str) -> None:
+    """Stages and data mix (grounded recipes): shapes, step totals; turns TRL shuffling off."""
+    if not 0.0 <= float(recipe.mix_ratio) < 1.0 or (recipe.mix_ratio and not recipe.mix_dataset):
+        raise ValueError(f"{where}: mix_ratio must be in [0, 1) and needs mix_dataset (a gsm8k data spec)")
+    if not recipe.stages:
+        return
+    if any(not isinstance(st, dict) or set(st) - {"name", "steps", "refusal"} or int(st.get("steps", 0)) < 1
+           for st in recipe.stages):
+        raise ValueError(f"{where}: stages must be a list of {{name, steps (>= 1), refusal: true|false}}")
+    total = sum(int(st["steps"]) for st in recipe.stages)
+    g = recipe.grpo
+    if int(g.get("max_steps", -1)) not in (-1, total):
+        raise ValueError(f"{where}: the stages add up to {total} steps but grpo max_steps is {g['max_steps']}; "
+                         f"make them equal (or drop max_steps)")
+    g["max_steps"] = total
+    g["shuffle_dataset"] = False
 
 
 def from_dict(data: dict, name: str = "", where: str = "recipe") -> Recipe:

@@ -210,3 +210,8 @@ def get_reward_funcs(names) -> list[RewardFunc]:
     if unknown:
         raise ValueError(f"unknown reward(s) {unknown}; choose from {sorted(REWARDS)}")
     return [REWARDS[n] for n in names]
+
+
+# Grounded-QA rewards (trainer/grounded.py: grounded_answer, citation, refusal, answer_format):
+# importing the module adds them to REWARDS; last, because they build on the helpers above.
+import trainer.grounded  # noqa: E402,F401

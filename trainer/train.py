@@ -72,6 +72,10 @@ def apply_overrides(recipe, args, on_cpu: bool):
     g = recipe.grpo
     if args.max_steps is not None:
         g["max_steps"] = args.max_steps
+        if recipe.stages:  # grounded curriculum: the stages keep their proportions
+            from trainer.grounded_data import scale_stages
+
+            recipe.stages = scale_stages(recipe.stages, args.max_steps)
     if args.epochs is not None:
         g["num_train_epochs"] = args.epochs
         if args.max_steps is None:  # --epochs alone wins over the recipe's max_steps
@@ -150,6 +154,10 @@ def write_run_json(run_dir: Path, info: dict) -> None:
 def load_data(recipe, args, tokenizer):
     """(train examples, held-out eval examples) for the recipe (CLI --dataset wins)."""
     spec = args.dataset or recipe.dataset
+    from trainer import grounded_data
+
+    if grounded_data.is_tasks_file(spec):  # grounded tasks (python -m trainer tasks), maybe staged / mixed
+        return grounded_data.load_for_recipe(recipe, spec, tokenizer)
     fields = getattr(args, "fields", None) or recipe.fields or None
     train = load_examples(spec, split=recipe.dataset_split, fields=fields, limit=recipe.train_size or None,
                           tokenizer=tokenizer, max_prompt_tokens=recipe.max_prompt_tokens)
@@ -202,6 +210,9 @@ def prepare(args, settings):
                          "or pass --allow-cpu (try --recipe trainer/recipes/smoke-cpu.yaml first)")
     on_cpu = on_cpu or bool(recipe.grpo.get("use_cpu"))
     recipe = apply_overrides(recipe, args, on_cpu)
+    from trainer.grounded_data import check_dataset
+
+    check_dataset(recipe, args.dataset or recipe.dataset)
     model, adapter = resolve_model(args.model or recipe.model, settings)
     if adapter:
         raise TrainError(f"{args.model} is a LoRA adapter on {model}: merge it first or train from the base "

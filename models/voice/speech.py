@@ -1,5 +1,5 @@
 """Speech to text: a one-method recognizer interface, vosk and faster-whisper engines,
-WAV input. Microphone capture is in :mod:`models.mic`.
+WAV input. Microphone capture is in :mod:`models.voice.mic`.
 
 Audio everywhere in this module is 16 kHz mono signed 16-bit little-endian PCM ("pcm16"),
 the format vosk's examples use (alphacep/vosk-api ``python/example/test_microphone.py``).

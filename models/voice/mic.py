@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.speech import SAMPLE_RATE, Recognizer, SpeechError, SpeechResult, read_wav
+from models.voice.speech import SAMPLE_RATE, Recognizer, SpeechError, SpeechResult, read_wav
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from models.speech import VOSK_MODELS, VOSK_SITE, SpeechError
+from models.voice.speech import VOSK_MODELS, VOSK_SITE, SpeechError
 
 
 def pull_vosk_model(lang: str, dest_dir: Path, base_url: str = VOSK_SITE, timeout: float = 30) -> Path:
