@@ -4,8 +4,8 @@ Metrics (over the rows whose gold answer parses):
 
 - ``strict_accuracy``: strict R1 format (:func:`trainer.rewards.strict_format`) and the
   ``<answer>`` number right;
-- ``lenient_accuracy``: the right number in the answer — the ``<answer>`` block, else the last
-  ``\\boxed{}``, else the last number of the whole completion;
+- ``lenient_accuracy``: the right number in the answer — the ``<answer>`` block (an empty one
+  counts as no answer), else the last ``\\boxed{}``, else the last number of the whole completion;
 - ``format_rate``: share of completions in strict format;
 - ``mean_completion_tokens``: mean generated tokens (up to and including EOS).
 
@@ -22,24 +22,37 @@ from trainer.data import load_examples
 
 
 def lenient_answer(text: str) -> str:
-    r"""The answer span for lenient scoring: ``<answer>`` content, else last ``\boxed{}``, else all."""
-    return R.extract_answer(text) or R.extract_boxed(text) or text
+    r"""The answer span for lenient scoring: ``<answer>`` content (even when empty: an empty
+    answer is no answer), else the last ``\boxed{}``, else the whole text.
+
+    >>> lenient_answer("<think>3+5=8</think><answer></answer> 8"), lenient_answer("so 8")
+    ('', 'so 8')
+    """
+    answer = R.extract_answer(text)
+    if answer is not None:
+        return answer
+    boxed = R.extract_boxed(text)
+    return boxed if boxed is not None else text
 
 
-def score(completions: list[str], golds: list[str], lengths: list[int] | None = None) -> dict:
+def score(completions: list[str], golds: list[str], lengths: list[int] | None = None,
+          prompts: list | None = None) -> dict:
     """Score completions against gold answers.
 
     Args:
         completions: generated texts, one per question.
         golds: gold answers (numbers as text), same length.
         lengths: generated token counts, same length (optional).
+        prompts: the chat prompts, same length (optional): the strict format then also needs
+            shown work, as in training (:func:`trainer.rewards.shown_work`: no copied prompt
+            text, the question's numbers in the think block).
 
     Returns:
         ``{"n", "judged", "strict_accuracy", "lenient_accuracy", "format_rate",
         "mean_completion_tokens", "rows": [{"strict", "lenient", "format", "gold", "answer"}]}``;
         accuracies are over ``judged`` rows (gold parses), rates in [0, 1].
     """
-    fmt = R.strict_format(None, completions)
+    fmt = R.strict_format(prompts, completions)
     rows, judged = [], 0
     for i, (text, gold) in enumerate(zip(completions, golds, strict=True)):
         right = R.numbers_match(R.extract_answer(text), gold)
@@ -120,21 +133,24 @@ def load_model(model: str, adapter: str = "", device: str = "auto"):
 
 
 def evaluate(model: str, data: str, *, adapter: str = "", limit: int | None = 50, split: str = "test",
-             fields=None, max_new_tokens: int = 256, batch_size: int = 8, progress: bool = True) -> dict:
+             fields=None, max_new_tokens: int = 256, batch_size: int = 8, progress: bool = True,
+             system_prompt: str = "auto", offset: int = 0) -> dict:
     """Evaluate one model (+ adapter) on a data spec; return the report (see :func:`score`).
 
     The report adds ``model``, ``adapter``, ``data``, ``seconds`` and per-row ``question`` /
     ``completion``.
     """
-    examples = load_examples(data, split=split, fields=fields, limit=limit)
+    examples = load_examples(data, split=split, fields=fields, system_prompt=system_prompt,
+                             limit=(limit + offset) if limit else None)[offset:]
     lm, tok = load_model(model, adapter)
     t0 = time.time()
     texts, lengths = generate(lm, tok, [e["prompt"] for e in examples], max_new_tokens, batch_size, progress)
-    report = score(texts, [e["answer"] for e in examples], lengths)
+    report = score(texts, [e["answer"] for e in examples], lengths, [e["prompt"] for e in examples])
     for row, ex, text in zip(report["rows"], examples, texts, strict=True):
         row.update(question=ex["question"], completion=text)
-    report.update(model=model, adapter=adapter, data=data, split=split,
-                  seconds=round(time.time() - t0, 1), max_new_tokens=max_new_tokens)
+    report.update(model=model, adapter=adapter, data=data, split=split, offset=offset,
+                  system_prompt=system_prompt, seconds=round(time.time() - t0, 1),
+                  max_new_tokens=max_new_tokens)
     return report
 
 

@@ -425,7 +425,7 @@ def list_recipes() -> list[dict]:
     out = []
     for path in sorted(R.RECIPES_DIR.glob("*.yaml")):
         try:
-            r = R.load(path)
+            r = R.load(path, trl_check=False)      # no TRL / torch in the app process
         except (ValueError, OSError):
             continue
         g = r.grpo
