@@ -117,9 +117,10 @@ class StopCallback(TrainerCallback):
         step: the step after which the run stopped (set at that step's end), else None.
     """
 
-    def __init__(self):
+    def __init__(self, on_request=None):
         self.requested = False
         self.step: int | None = None
+        self.on_request = on_request  # called once, in the signal handler (main thread)
 
     def install(self) -> StopCallback:
         """Install the handlers (main thread only)."""
@@ -134,6 +135,8 @@ class StopCallback(TrainerCallback):
             return
         self.requested = True
         print(f"signal {signal.Signals(signum).name}: stopping after this step with a checkpoint", flush=True)
+        if self.on_request is not None:
+            self.on_request()
 
     def on_step_end(self, args, state, control, **kw):
         if self.requested:

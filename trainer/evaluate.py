@@ -21,6 +21,26 @@ from trainer import rewards as R
 from trainer.data import load_examples
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % confidence interval of an accuracy ``successes / n`` (Wilson score interval: E. B.
+    Wilson, "Probable inference, the law of succession, and statistical inference", JASA 22,
+    1927; recommended for small n by Brown, Cai & DasGupta, Statistical Science 16, 2001).
+    It stays inside [0, 1] and is not empty at 0 or n successes, unlike the normal interval.
+
+    Returns:
+        (low, high), rounded to 3 decimals; (0.0, 1.0) for n = 0.
+
+    >>> wilson_interval(0, 20), wilson_interval(10, 20), wilson_interval(50, 100)
+    ((0.0, 0.161), (0.299, 0.701), (0.404, 0.596))
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    return round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3)
+
+
 def lenient_answer(text: str) -> str:
     r"""The answer span for lenient scoring: ``<answer>`` content (even when empty: an empty
     answer is no answer), else the last ``\boxed{}``, else the whole text.
@@ -61,9 +81,11 @@ def score(completions: list[str], golds: list[str], lengths: list[int] | None = 
         rows.append({"gold": gold, "answer": R.extract_answer(text), "format": bool(fmt[i]),
                      "strict": bool(right) and bool(fmt[i]), "lenient": bool(lenient)})
     denom = max(judged, 1)
+    strict, lenient = sum(r["strict"] for r in rows), sum(r["lenient"] for r in rows)
     return {"n": len(completions), "judged": judged,
-            "strict_accuracy": sum(r["strict"] for r in rows) / denom,
-            "lenient_accuracy": sum(r["lenient"] for r in rows) / denom,
+            "strict_accuracy": strict / denom, "lenient_accuracy": lenient / denom,
+            "strict_ci95": list(wilson_interval(strict, judged)),
+            "lenient_ci95": list(wilson_interval(lenient, judged)),
             "format_rate": sum(fmt) / max(len(fmt), 1),
             "mean_completion_tokens": sum(lengths) / len(lengths) if lengths else None,
             "rows": rows}
@@ -163,8 +185,13 @@ def format_report(reports: list[dict]) -> str:
         cells = []
         for r in reports:
             v = r.get(k)
-            cells.append(f"{v:>24.3f}" if isinstance(v, float) else f"{v!s:>24}")
+            ci = r.get(k.replace("_accuracy", "_ci95")) if k.endswith("_accuracy") else None
+            text = f"{v:.3f}" if isinstance(v, float) else str(v)
+            cells.append(f"{text + (f' [{ci[0]:.2f}, {ci[1]:.2f}]' if ci else ''):>24}")
         lines.append(f"{k:<24}" + "".join(cells))
+    first = reports[0] if reports else {}
+    lines.append(f"{first.get('judged')} held-out questions ({first.get('data')}, split {first.get('split')}, "
+                 f"from #{first.get('offset', 0)}); [..] = Wilson 95 % interval")
     return "\n".join(lines)
 
 

@@ -334,7 +334,11 @@ def train_in(run_dir: Path, recipe, model: str, on_cpu: bool, args, info: dict) 
     """Build the trainer, train (resuming when asked), save final/; return the status."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    stop = StopCallback()
+    def stopping():  # run.json says "stopping" until the step ends and the checkpoint is saved
+        info.update(status="stopping", stop_requested=now_iso())
+        write_run_json(run_dir, info)
+
+    stop = StopCallback(on_request=stopping)
     if threading_main():
         stop.install()  # before loading: a signal while loading also ends with status "stopped"
     trainer, cbs = build_trainer(recipe, model, run_dir, on_cpu, args, stop, info.get("evaluations"))
