@@ -78,6 +78,10 @@ def test_smoke_sigterm_then_resume(tmp_path, tiny_qwen_dir):
     info = json.loads((run / "run.json").read_text(encoding="utf-8"))
     stopped_at = info["global_step"]
     assert info["status"] == "stopped" and info["output"] == "lora" and info["cpu_peak_mb"] > 0
+    assert info["stop"]["reason"] == "user" and info["stop"]["step"] == info["global_step"]
+    assert f"checkpoint-{info['global_step']}" in info["stop"]["detail"]
+    first_started, first_evals = info["started"], info["evaluations"]
+    assert first_evals and all(e["questions"] == 4 for e in first_evals)     # validation held out of train
     assert (run / f"checkpoint-{stopped_at}" / "adapter_model.safetensors").exists()
     assert 3 <= stopped_at < 50 and not (run / "final").exists()
     progress = read_progress(run)
@@ -93,6 +97,8 @@ def test_smoke_sigterm_then_resume(tmp_path, tiny_qwen_dir):
     assert f"resuming from {run / f'checkpoint-{stopped_at}'}" in out.stdout
     info = json.loads((run / "run.json").read_text(encoding="utf-8"))
     assert info["status"] == "finished" and info["global_step"] == stopped_at + 2
+    assert info["started"] == first_started and len(info["attempts"]) == 2       # --resume keeps the history
+    assert info["evaluations"][:len(first_evals)] == first_evals and info["stop"]["reason"] == "end"
     steps = [p["step"] for p in read_progress(run)]
     assert steps[-2:] == [stopped_at + 1, stopped_at + 2]
     weights = load_file(run / "final" / "adapter_model.safetensors")

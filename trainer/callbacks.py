@@ -146,6 +146,24 @@ class StopCallback(TrainerCallback):
         return control
 
 
+class BudgetCallback(TrainerCallback):
+    """Ends training at the first step end past a wall-clock budget (``--max-minutes``), counted
+    from the start of training (model loading excluded). ``step`` is where it ended, else None."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.deadline, self.step = seconds, None, None
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.deadline = time.time() + self.seconds
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.deadline is not None and time.time() >= self.deadline and state.global_step < state.max_steps:
+            self.step = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
 class EvalCallback(TrainerCallback):
     """Collapse guard: greedy accuracy on the validation questions (held out of the training
     split) every ``every`` steps; best/ kept by accuracy; optional early stop on a real drop.

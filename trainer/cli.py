@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-name")
     t.add_argument("--max-steps", type=int)
     t.add_argument("--epochs", type=float)
+    t.add_argument("--max-minutes", type=float,
+                   help="wall-clock budget for training (model loading excluded): stop after the step that passes it")
     lora = t.add_mutually_exclusive_group()
     lora.add_argument("--lora", dest="lora", action="store_true", default=None, help="train a LoRA adapter")
     lora.add_argument("--no-lora", dest="lora", action="store_false", help="full fine-tuning")

@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 
 from trainer import recipes as recipes_mod
-from trainer.callbacks import EvalCallback, ProgressCallback, StopCallback, now_iso
+from trainer.callbacks import BudgetCallback, EvalCallback, ProgressCallback, StopCallback, now_iso
 from trainer.data import load_examples
 from trainer.rewards import get_reward_funcs
 
@@ -231,12 +231,14 @@ def build_trainer(recipe, model_path: str, run_dir: Path, on_cpu: bool, args, st
                          recipe.early_stop_patience, shared, margin=recipe.early_stop_margin,
                          history=history)
     funcs = get_reward_funcs(list(recipe.rewards))
+    budget = BudgetCallback(60 * args.max_minutes) if getattr(args, "max_minutes", None) else None
     trainer = GRPOTrainer(model=model_path, reward_funcs=funcs, args=config,
                           train_dataset=Dataset.from_list(train), processing_class=tok,
-                          peft_config=peft_config(recipe), callbacks=[progress, guard, stop])
+                          peft_config=peft_config(recipe),
+                          callbacks=[progress, guard, stop, *([budget] if budget else [])])
     trainer.remove_callback(PrinterCallback)
     progress.trainer = guard.trainer = trainer
-    return trainer, {"progress": progress, "eval": guard, "stop": stop}
+    return trainer, {"progress": progress, "eval": guard, "stop": stop, "budget": budget}
 
 
 def save_output(trainer, folder: Path) -> None:
@@ -298,7 +300,9 @@ def main(args, settings) -> int:
 
     run.json says why and when the run ended: ``status`` (finished | stopped | failed) and
     ``stop`` = ``{"reason", "step", "time", "detail"}``, reason one of "user" (Stop / SIGINT /
-    SIGTERM), "guard" (the collapse guard), "end" (the planned steps were done), "error".
+    SIGTERM), "guard" (the collapse guard), "end" (the planned steps were done), "budget"
+    (``--max-minutes`` reached; status finished, final/ saved), "error", "killed" (written by
+    trainer.jobs when the process vanished).
     """
     try:
         recipe, model, run_dir, on_cpu = prepare(args, settings)
@@ -363,6 +367,9 @@ def train_in(run_dir: Path, recipe, model: str, on_cpu: bool, args, info: dict) 
     if guard.stop_reason:
         info["stop"] = stop_record("guard", step, guard.stop_reason)
         return "stopped"
+    if cbs["budget"] is not None and cbs["budget"].step is not None:
+        info["stop"] = stop_record("budget", step, f"time budget of {args.max_minutes:g} min reached after step {step}")
+        return "finished"
     info["stop"] = stop_record("end", step, f"all {trainer.state.max_steps} steps done")
     return "finished"
 
