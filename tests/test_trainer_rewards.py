@@ -132,7 +132,9 @@ def test_template_copies_earn_less_than_half_a_correct_answer_under_every_recipe
     """The reward hack of issue 15: copying the prompt's format text (old template, the new worked
     example, with a guessed integer) against a correct answer, on real questions and prompts."""
     rows = D.load_examples(str(shared_data / "gsm8k_zh"), split="train", limit=20)
-    recipes = [RC.load(p, trl_check=False) for p in sorted(RC.RECIPES_DIR.glob("*.yaml"))]
+    bench = RC.RECIPES_DIR.parents[1] / "bench" / "recipes"
+    recipes = [RC.load(p, trl_check=False) for p in sorted([*RC.RECIPES_DIR.glob("*.yaml"), *bench.glob("*.yaml")])]
+    assert len(recipes) >= 3
     example = "<think>每盒 6 个，有 4 盒，6 × 4 = 24，一共 24 个。</think><answer>24</answer>"
     for ex in rows:
         gold, prompts = ex["answer"], [ex["prompt"]]
