@@ -192,3 +192,20 @@ def test_cli_overrides_and_cpu_switch_bf16_off():
     args = build_parser().parse_args(["train", "--recipe", "smoke-cpu", "--max-steps", "7", "--lora"])
     recipe = apply_overrides(recipes.load("smoke-cpu"), args, on_cpu=False)
     assert recipe.grpo["max_steps"] == 7 and recipe.lora.enabled
+
+
+def test_vllm_only_when_asked_and_trl_refusals_in_our_words(tmp_path):
+    from trainer import recipes
+    from trainer.train import TrainError, grpo_config, use_vllm
+
+    recipe = recipes.load("smoke-cpu")
+    assert use_vllm(recipe, on_cpu=True) is False and use_vllm(recipe, on_cpu=False) is False  # default off
+    recipe.use_vllm = True
+    with pytest.raises(TrainError, match="needs a CUDA GPU"):
+        use_vllm(recipe, on_cpu=True)
+    bad = recipes.load("smoke-cpu")
+    bad.grpo.update(num_generations=3)                                   # 4 completions: not whole groups of 3
+    with pytest.raises(TrainError, match="TRL refused these settings.*num_generations"):
+        grpo_config(bad, tmp_path, on_cpu=True)
+    cfg = grpo_config(recipes.load("smoke-cpu"), tmp_path, on_cpu=True)
+    assert cfg.output_dir == str(tmp_path) and cfg.model_init_kwargs["dtype"] is __import__("torch").float32
