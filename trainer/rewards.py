@@ -152,14 +152,26 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text or ""))
 
 
-def is_copy(span: str | None, prompt_text: str) -> bool:
-    """True when ``span`` is empty or occurs (whitespace ignored) in the prompt text.
+def is_copy(span: str | None, prompt_text: str, coverage: float = 0.8) -> bool:
+    """True when ``span`` is empty or prompt text: it occurs in the prompt (whitespace ignored),
+    or at least ``coverage`` of its characters lie in 4-character runs found in the prompt (a
+    restated question with a changed comma is still a copy). Reasoning restates some of the question but adds its arithmetic.
 
-    >>> is_copy("4 + 3 = 7", "例如：<think>4+3 = 7</think>"), is_copy("", "x"), is_copy("6 × 4 = 24", "题目")
-    (True, True, False)
+    >>> p = "例如：<think>4+3 = 7</think>。题目：小明有 16 个鸡蛋，吃了 3 个，还剩几个？"
+    >>> [is_copy(t, p) for t in ("4 + 3 = 7", "", "6 × 4 = 24", "小明有16个鸡蛋。吃了3个，还剩几个？",
+    ...                          "小明有 16 个鸡蛋，吃了 3 个，16 - 3 = 13，还剩 13 个")]
+    [True, True, False, True, False]
     """
-    s = _squash(span or "")
-    return not s or s in _squash(prompt_text)
+    s, p = _squash(span or ""), _squash(prompt_text)
+    if not s or s in p:
+        return True
+    if len(s) < 8:
+        return False
+    covered: set[int] = set()
+    for i in range(len(s) - 3):
+        if s[i:i + 4] in p:
+            covered.update(range(i, i + 4))
+    return len(covered) >= coverage * len(s)
 
 
 def has_reasoning_numbers(think: str, question: str, answer: str | None) -> bool:
