@@ -243,7 +243,11 @@ def correctness(prompts, completions, answer=None, **kwargs) -> list[float | Non
 
 
 def boxed(prompts, completions, answer=None, **kwargs) -> list[float | None]:
-    r"""1.0 when the last ``\boxed{}`` holds the gold number, else 0.0; None for an unparsable gold."""
+    r"""1.0 when the last ``\boxed{}`` holds the gold number, else 0.0; None for an unparsable gold.
+
+    >>> boxed(None, [r"\boxed{1,000}", r"\boxed{9}", "1000", r"\boxed{}", r"\boxed{一千}"], answer=["1000"] * 5)
+    [1.0, 0.0, 0.0, 0.0, 1.0]
+    """
     return _graded(extract_boxed, completions, answer)
 
 
