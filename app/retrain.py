@@ -18,6 +18,7 @@ from tkinter import filedialog, messagebox, ttk
 
 from app.layout import place
 from app.retrain_views import TEXT, ComparisonTable, HistoryTable, LivePanel, RewardPlot
+from app.retrain_views import duration as report_duration
 from app.worker import Dispatcher
 from trainer import jobs
 from trainer import jobs_report as report
@@ -274,12 +275,18 @@ class RetrainDialog(tk.Toplevel):
         self._follow(new)
 
     def stop(self) -> None:
-        """Stop button: SIGINT, wait, kill — on a worker; the checkpoint is kept."""
+        """Stop button: SIGINT, then wait for the step in progress to end and its checkpoint to
+        be saved (the wait is derived from the measured step time, see
+        :func:`trainer.jobs.stop_timeout`), kill only after that — on a worker. The message says
+        "stopping after step N…" meanwhile."""
         if self.job is None or self._busy:
             return
         self._busy = "stopping"
         job = self.job
-        self.dispatcher.submit("retrain-stop", lambda emit, cancel: job.stop(timeout=60),
+        timeout = job.stop_timeout()
+        step = (self.rows[-1].get("step", 0) if self.rows else 0) + 1
+        self._message(self.t("stopping_after", step=step, wait=report_duration(timeout)))
+        self.dispatcher.submit("retrain-stop", lambda emit, cancel: job.stop(timeout=timeout),
                                lambda kind, payload: self._done_busy())
         self._update_buttons()
 
@@ -319,9 +326,10 @@ class RetrainDialog(tk.Toplevel):
         data = str(recipe.get("eval_data") or args.get("dataset") or recipe.get("dataset")
                    or self.dataset_var.get())
         lora = (ckpt / "adapter_config.json").exists()
+        tokens = recipe.get("eval_max_new_tokens") or (recipe.get("grpo") or {}).get("max_completion_length")
         return {"model": base if lora else str(ckpt), "adapter": str(ckpt) if lora else "",
-                "compare": base, "data": data, "split": recipe.get("eval_split") or "",
-                "max_new_tokens": recipe.get("eval_max_new_tokens")}
+                "compare": base, "data": data, "split": recipe.get("eval_split") or "test",
+                "max_new_tokens": tokens}
 
     def _eval_event(self, job, kind: str, payload) -> None:
         self._eval = None
@@ -382,9 +390,12 @@ class RetrainDialog(tk.Toplevel):
 
     def _follow(self, job: jobs.TrainingJob) -> None:
         self.job, self.rows, self.comparison = job, [], None
+        self._message("")
         self._show_comparison(json.loads((job.run_dir / "compare.json").read_text(encoding="utf-8"))
                               if (job.run_dir / "compare.json").is_file() else None)
         self._was_live = job.status() not in jobs.FINAL_STATUSES
+        if not self._was_live and self.stop_detail():
+            self._message(self.t("stop_why", detail=self.stop_detail()))
         self.live.show_sample(job.latest_sample())
         self.live.show_log(job.log_tail(40))
         self._tick(schedule=False)
@@ -417,8 +428,17 @@ class RetrainDialog(tk.Toplevel):
         if status == "failed":
             error = self.job.info().get("error") or self.job.log_tail(1)
             self._message(f"{self.t('failed')}: {error}", error=True)
+        elif status == "stopped":
+            self._message(self.t("stop_why", detail=self.stop_detail()))
         if status == "finished" and self.comparison is None and self.job.checkpoint() is not None:
             self.evaluate()
+
+    def stop_detail(self) -> str:
+        """Why and when the followed run stopped (run.json ``stop``), "" when it did not."""
+        stop = (self.job.info().get("stop") or {}) if self.job else {}
+        if not stop or stop.get("reason") == "end":
+            return ""
+        return f"{stop.get('detail', stop.get('reason', ''))} ({str(stop.get('time', ''))[:19].replace('T', ' ')})"
 
     def _show_status(self, job, status: str) -> None:
         last = self.rows[-1] if self.rows else {}
@@ -448,7 +468,7 @@ class RetrainDialog(tk.Toplevel):
     def _update_buttons(self) -> None:
         live, ready = self._live(), self.gpu is not None and bool(self.recipes)
         has_ckpt = self.job is not None and not live and self.job.checkpoint() is not None
-        resumable = has_ckpt and self.job.status() == "stopped" and any(self.job.run_dir.glob("checkpoint-*"))
+        resumable = not live and self.job is not None and self.job.resumable()
         states = {self.start_button: ready and not live and not self._busy,
                   self.stop_button: live and self._busy != "stopping",
                   self.resume_button: ready and resumable and not self._busy,

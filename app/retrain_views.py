@@ -31,7 +31,11 @@ TEXT = {
     "eta": ("剩余约 {eta}", "about {eta} left"),
     "status": ("运行 {name}：{status}", "Run {name}: {status}"),
     "sample": ("最新样本", "Latest completion"), "log": ("日志", "Log"),
-    "compare": ("对比（留出集）", "Compare (held-out split)"), "limit": ("题数", "Questions"),
+    "compare": ("对比（测试集，训练从未见过）", "Compare (test questions, never seen in training)"),
+    "limit": ("题数", "Questions"),
+    "questions": ("题数（95% 区间：Wilson）", "questions (95 % interval: Wilson)"),
+    "stopping_after": ("第 {step} 步结束后停止…（最多等 {wait}）", "stopping after step {step}… (waiting up to {wait})"),
+    "stop_why": ("停止原因：{detail}", "Why it stopped: {detail}"),
     "evaluate": ("评估", "Evaluate"), "use": ("使用此模型", "Use this model"),
     "metric": ("指标", "Metric"), "base": ("基础", "Base"), "trained": ("训练后", "Trained"),
     "history": ("历史运行", "Run history"),
@@ -159,19 +163,33 @@ class ComparisonTable(ttk.Treeview):
     """One row per metric (strict, lenient, format rate); columns base and trained."""
 
     def __init__(self, parent, t):
-        super().__init__(parent, columns=("base", "trained"), height=3)
+        super().__init__(parent, columns=("base", "trained"), height=4)
+        self.t = t
         self.heading("#0", text=t("metric"))
         self.heading("base", text=t("base"))
         self.heading("trained", text=t("trained"))
-        for col, width in (("#0", 130), ("base", 80), ("trained", 80)):
+        for col, width in (("#0", 150), ("base", 130), ("trained", 130)):
             self.column(col, width=width, anchor="w" if col == "#0" else "e")
 
     def show(self, comparison: dict | None) -> None:
-        """``comparison``: ``{"base": {metric: value}, "trained": {...}}`` or None (empty)."""
+        """``comparison``: ``{"base": {metric: value, "<metric>_ci95": [lo, hi], "n": int},
+        "trained": {...}}`` or None (empty). Accuracies show their 95 % interval; a last row
+        gives the number of test questions."""
         self.delete(*self.get_children())
-        for key in report.METRICS if comparison else ():
-            self.insert("", "end", text=METRIC_NAMES[key], values=(
-                fmt(comparison["base"].get(key)), fmt(comparison["trained"].get(key))))
+        if not comparison:
+            return
+        for key in report.METRICS:
+            self.insert("", "end", text=METRIC_NAMES[key], values=tuple(
+                with_interval(comparison[side], key) for side in ("base", "trained")))
+        self.insert("", "end", text=self.t("questions"), values=tuple(
+            fmt(comparison[side].get("n")) for side in ("base", "trained")))
+
+
+def with_interval(metrics: dict, key: str) -> str:
+    """``0.450 [0.26–0.66]`` when the interval is known, else the value alone."""
+    ci = metrics.get(f"{key}_ci95")
+    value = fmt(metrics.get(key))
+    return f"{value} [{ci[0]:.2f}–{ci[1]:.2f}]" if ci else value
 
 
 class HistoryTable(ttk.Treeview):

@@ -67,17 +67,17 @@ def grounded_messages(question: str, sources: list, think: bool, history: list[d
     Args:
         question: the user's question (its language picks the prompt language).
         sources: in citation order ([1] first); each a mapping or object with ``source``,
-            ``page`` (None for page-less formats) and ``text``.
+            ``page`` (None for page-less formats), ``text`` and optionally ``section``.
         think: ask for ``<think>`` reasoning before the ``<answer>``.
         history: earlier ``user``/``assistant`` turns placed between system and user message.
 
     Returns:
         ``[system, *history, user]`` message dicts (``role``/``content``).
     """
-    def field(s, key):
-        return s.get(key) if isinstance(s, dict) else getattr(s, key)
+    def field(s, key, default=None):
+        return s.get(key, default) if isinstance(s, dict) else getattr(s, key, default)
 
-    blocks = [format_source(i, field(s, "source"), field(s, "page"), field(s, "text"))
+    blocks = [format_source(i, field(s, "source"), field(s, "page"), field(s, "text"), field(s, "section") or "")
               for i, s in enumerate(sources, 1)]
     return [{"role": "system", "content": system_prompt(question, think)}, *(history or []),
             {"role": "user", "content": user_message(question, blocks, think)}]

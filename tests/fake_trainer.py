@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 STOP = False
+meta: dict = {}
 
 
 def _now() -> str:
@@ -41,12 +42,17 @@ def train(a) -> int:
     if os.environ.get("FAKE_IGNORE_SIGINT") == "1":
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     else:
-        signal.signal(signal.SIGINT, lambda *_: globals().update(STOP=True))
+        def on_sigint(*_):  # as trainer/train.py: say "stopping" at once, stop after the step
+            globals().update(STOP=True)
+            meta.update(status="stopping")
+            _save(run, meta)
+
+        signal.signal(signal.SIGINT, on_sigint)
     run = Path(a.output)
     run.mkdir(parents=True, exist_ok=True)
     total = a.max_steps or 5
-    meta = {"args": vars(a), "recipe": a.recipe, "model": a.model, "pid": os.getpid(),
-            "status": "running", "started": _now(), "ended": None, "output": "lora"}
+    meta.update({"args": vars(a), "recipe": a.recipe, "model": a.model, "pid": os.getpid(),
+            "status": "running", "started": _now(), "ended": None, "output": "lora"})
     _save(run, meta)
     if os.environ.get("FAKE_FAIL"):
         print(f"training failed: {os.environ['FAKE_FAIL']}", file=sys.stderr)
@@ -82,7 +88,9 @@ def train(a) -> int:
             print(f"step {step}/{total}", flush=True)
     if STOP:
         _adapter(run / f"checkpoint-{step}")
-        meta.update(status="stopped", ended=_now())
+        meta.update(status="stopped", ended=_now(), stop={
+            "reason": "user", "step": step, "time": _now(),
+            "detail": f"stopped by the user after step {step}; resume from checkpoint-{step}"})
     else:
         _adapter(run / "final")
         _adapter(run / "best")
@@ -92,9 +100,13 @@ def train(a) -> int:
 
 
 def evaluate(a) -> int:
-    result = {"model": a.model, "n": a.limit or 3, "strict": 0.5, "lenient": 0.75, "format_rate": 1.0}
+    n = a.limit or 3
+    result = {"model": a.model, "n": n, "judged": n, "strict": 0.5, "lenient": 0.75, "format_rate": 1.0,
+              "strict_ci95": [0.3, 0.7], "lenient_ci95": [0.53, 0.89], "split": a.split,
+              "max_new_tokens": a.max_new_tokens}
     if a.compare:
-        result["compare"] = {"model": a.compare, "strict": 0.25, "lenient": 0.5, "format_rate": 0.5}
+        result["compare"] = {"model": a.compare, "n": n, "judged": n, "strict": 0.25, "lenient": 0.5,
+                             "format_rate": 0.5}
     text = json.dumps(result)
     if a.output:
         Path(a.output).write_text(text, encoding="utf-8")
@@ -115,6 +127,8 @@ def main(argv=None) -> int:
     for opt in ("--model", "--adapter", "--data", "--output", "--compare", "--compare-adapter"):
         e.add_argument(opt)
     e.add_argument("--limit", type=int)
+    e.add_argument("--split")
+    e.add_argument("--max-new-tokens", type=int)
     e.add_argument("--json", action="store_true")
     sub.add_parser("gpu").add_argument("--json", action="store_true")
     a = p.parse_args(argv)

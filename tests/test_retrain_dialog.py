@@ -89,9 +89,11 @@ def test_start_plot_stop_finish_compare_adopt(ui):
     assert len(dlg.ax_reward.lines[0].get_xdata()) >= 2                # the plot follows
     assert "step" in dlg.sample_text.get("1.0", "end")
     dlg.stop_button.invoke()
+    assert "stopping after step" in dlg.message or "结束后停止" in dlg.message
     pump(root, lambda: dlg.job.status() == "stopped" and not dlg._busy)
     assert dlg.job.checkpoint().name.startswith("checkpoint-")
     assert str(dlg.use_button["state"]) == "normal"
+    pump(root, lambda: "stopped by the user after step" in dlg.message)      # why, shown
 
     stopped_at = dlg.rows[-1]["step"]                                 # Resume continues the run
     pump(root, lambda: str(dlg.resume_button["state"]) == "normal")
@@ -108,7 +110,10 @@ def test_start_plot_stop_finish_compare_adopt(ui):
     dlg.start_button.invoke()
     pump(root, lambda: dlg.comparison is not None and not dlg._busy)     # finished -> auto eval
     assert dlg.comparison["trained"]["strict"] == 0.5 and dlg.comparison["base"]["strict"] == 0.25
-    assert len(dlg.compare_tree.get_children()) == 3
+    assert len(dlg.compare_tree.get_children()) == 4                   # 3 metrics + questions
+    first = dlg.compare_tree.get_children()[0]
+    assert "[0.30–0.70]" in dlg.compare_tree.item(first)["values"][1]   # the Wilson interval
+    assert dlg.comparison["trained"]["n"] == 20
     assert set(dlg.history.get_children()) == {str(dlg.job.run_dir), str(dlg.job.run_dir.parent / "first")}
     dlg.use_button.invoke()
     pump(root, lambda: dlg.adopted is not None)

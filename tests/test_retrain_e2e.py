@@ -91,7 +91,9 @@ def test_retrain_button_to_adopted_answer(app):
     dlg.start_button.invoke()
     pump(root, lambda: dlg.comparison is not None and not dlg._busy, timeout=400)
     assert dlg.job.status() == "finished", dlg.job.log_tail(20)
-    assert set(dlg.comparison["trained"]) == set(dlg.comparison["base"]) == {"strict", "lenient", "format_rate"}
+    assert set(dlg.comparison["trained"]) == set(dlg.comparison["base"]) == {
+        "strict", "lenient", "format_rate", "n", "strict_ci95", "lenient_ci95"}
+    assert dlg.comparison["trained"]["n"] == 3                    # test questions, with Wilson intervals
     assert dlg.comparison["limit"] == 3
     names = {dlg.history.item(i, "text"): dlg.history.item(i, "values")[0] for i in dlg.history.get_children()}
     assert names == {"first": dlg.t("stopped"), "second": dlg.t("finished")}

@@ -88,13 +88,43 @@ def test_stop_sends_sigint_and_keeps_a_checkpoint(settings, recipe, monkeypatch)
     assert ckpt.name.startswith("checkpoint-")
 
 
+def test_stop_waits_for_the_measured_step_and_says_stopping(settings, recipe, monkeypatch):
+    monkeypatch.setenv("FAKE_STEP_SECONDS", "0.3")
+    job = jobs.TrainingJob.start(settings, recipe, "tiny", max_steps=1000, run_name="w", launcher=FAKE)
+    assert job.stop_timeout() == jobs.FIRST_STEP_TIMEOUT                # nothing measured yet
+    assert _until(lambda: len(job.progress()) >= 2)
+    assert job.stop_timeout() == pytest.approx(2 * 0.3 + jobs.SAVE_GRACE)
+    jobs._signal_group(job.pid, jobs.signal.SIGINT)
+    assert _until(lambda: job.info().get("status") in ("stopping", "stopped"))
+    assert job.wait(60) and job.status() == "stopped" and job.resumable()
+    assert job.info()["stop"]["reason"] == "user"
+
+
+def test_a_vanished_trainer_never_stays_running(settings):
+    """run.json says "running" but the process is gone: corrected on the spot, resumable when
+    a checkpoint is there, with the reason written down."""
+    for name, ckpt in (("with-ckpt", True), ("without", False)):
+        run = settings.runs_dir / name
+        run.mkdir()
+        (run / "run.json").write_text(json.dumps({"status": "running", "pid": 2 ** 22 + 7}))
+        (run / "progress.jsonl").write_text('{"step": 3, "step_time": 100.0}\n')
+        if ckpt:
+            (run / "checkpoint-2").mkdir()
+        job = jobs.TrainingJob.attach(run)
+        assert job.status() == ("stopped" if ckpt else "failed")
+        meta = json.loads((run / "run.json").read_text())
+        assert meta["status"] == job.status() and meta["stop"]["reason"] == "killed" and meta["stop"]["step"] == 3
+        assert ("checkpoint-2" in meta["stop"]["detail"]) is ckpt and job.resumable() is ckpt
+
+
 def test_stop_kills_a_trainer_that_ignores_sigint(settings, recipe, monkeypatch):
     monkeypatch.setenv("FAKE_IGNORE_SIGINT", "1")
     job = jobs.TrainingJob.start(settings, recipe, "tiny", max_steps=1000, run_name="k",
                                  launcher=FAKE)
     assert _until(lambda: job.status() == "running")
-    assert job.stop(timeout=1) == "failed"             # run.json still said running
+    assert job.stop(timeout=1) == "failed"             # run.json still said running, no checkpoint
     assert job.returncode() == -9
+    assert json.loads((job.run_dir / "run.json").read_text())["status"] == "failed"   # written down
 
 
 def test_attach_after_restart_follows_the_running_job(settings, recipe, monkeypatch):
@@ -129,7 +159,8 @@ def test_eval_job_parses_the_comparison(settings, tmp_path):
                             adapter="x/best", compare="base", limit=3, launcher=FAKE)
     res = ev.result(timeout=60)
     cmp = report.comparison(res, "trained", "x/best")
-    assert cmp["trained"] == {"strict": 0.5, "lenient": 0.75, "format_rate": 1.0}
+    assert cmp["trained"] == {"strict": 0.5, "lenient": 0.75, "format_rate": 1.0, "n": 3,
+                              "strict_ci95": [0.3, 0.7], "lenient_ci95": [0.53, 0.89]}
     assert cmp["base"]["strict"] == 0.25
     bad = report.EvalJob.start(settings, "m", "d", tmp_path / "x.json", launcher=[sys.executable, "-c",
                                                                               "import sys; print('boom'); sys.exit(3)"])

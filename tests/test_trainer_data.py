@@ -81,8 +81,9 @@ def test_bundled_recipes_validate_and_map_to_grpo_config(tmp_path):
     assert {"tqts-default", "smoke-cpu"} <= names
     default = RC.load("tqts-default")
     g = default.grpo
-    assert (g["learning_rate"], g["adam_beta1"], g["adam_beta2"], g["weight_decay"]) == (5e-6, 0.9, 0.99, 0.1)
-    assert g["max_completion_length"] == 200 and g["save_steps"] == 100 and g["max_grad_norm"] == 0.1
+    assert (g["learning_rate"], g["adam_beta1"], g["adam_beta2"], g["weight_decay"]) == (5e-5, 0.9, 0.99, 0.1)
+    assert g["num_generations"] == 16 and default.use_vllm is False
+    assert g["max_completion_length"] == 200 and g["save_steps"] == 50 and g["max_grad_norm"] == 0.1
     smoke = RC.load("smoke-cpu")
     cfg = GRPOConfig(output_dir=str(tmp_path), **smoke.grpo)
     assert cfg.generation_batch_size % cfg.num_generations == 0 and cfg.use_cpu
@@ -92,12 +93,41 @@ def test_bundled_recipes_validate_and_map_to_grpo_config(tmp_path):
     ({"max_prompt_length": 128}, "max_prompt_tokens"),
     ({"no_cuda": True}, "use_cpu"),
     ({"learning_rat": 1e-5}, "did you mean 'learning_rate'"),
-    ({"num_generations": 3, "per_device_train_batch_size": 4}, "multiple of num_generations"),
+    ({"num_generations": 3, "per_device_train_batch_size": 4}, "TRL refused.*divisible by num_generations"),
+    ({"num_generations": 4, "per_device_train_batch_size": 2, "steps_per_generation": 1},
+     "TRL refused.*divisible by num_generations"),
     ({"loss_type": "ppo"}, "loss_type"),
 ])
 def test_recipe_errors_say_what_to_change(grpo, message):
     with pytest.raises(ValueError, match=message):
         RC.from_dict({"grpo": grpo})
+
+
+def test_recipe_use_vllm_only_when_asked():
+    assert RC.from_dict({}, trl_check=False).use_vllm is False
+    with pytest.raises(ValueError, match="use_vllm must be true or false"):
+        RC.from_dict({"use_vllm": "auto"}, trl_check=False)
+
+
+def test_recipes_listing_does_not_import_trl():
+    import subprocess
+    import sys
+
+    code = ("import sys; from trainer.cli import main; main(['recipes']); "
+            "print('TRL' if 'trl' in sys.modules or 'torch' in sys.modules else 'light')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=D.Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "tqts-default" in out and out.strip().endswith("light")
+
+
+def test_system_prompt_in_the_question_language_without_a_copyable_template(shared_data):
+    zh = D.load_examples(str(shared_data / "gsm8k_zh"), split="train", limit=2)
+    en = D.load_examples(str(shared_data / "gsm8k_en"), split="train", limit=2)
+    assert zh[0]["prompt"][0]["content"] == D.SYSTEM_PROMPT_ZH and en[0]["prompt"][0]["content"] == D.SYSTEM_PROMPT_EN
+    for prompt in (D.SYSTEM_PROMPT_ZH, D.SYSTEM_PROMPT_EN):
+        assert "reasoning process here" not in prompt and "answer here" not in prompt
+    r1 = D.load_examples(str(shared_data / "gsm8k_zh"), split="train", limit=1, system_prompt="r1")
+    assert r1[0]["prompt"][0]["content"] == D.R1_ZERO_PROMPT
 
 
 def test_recipe_unknown_reward_and_field():

@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_score_strict_lenient_format():
     completions = ["<think>3+5=8</think><answer>8</answer>",    # strict + right
-                   "<think>x</think><answer>8 个</answer> extra",  # right number, format broken
+                   "<think>3+5=8</think><answer>8 个</answer> extra",  # right number, format broken
                    r"The answer is \boxed{8}",                     # lenient only (boxed)
-                   "<think>x</think><answer>9</answer>",           # format only
+                   "<think>3+6=9</think><answer>9</answer>",       # format only
                    "whatever"]                                     # gold unparsable: not judged
     report = score(completions, ["8", "8", "8", "8", "n/a"], [10, 12, 6, 8, 3])
     assert report["judged"] == 4 and report["n"] == 5

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,44 @@ def test_real_lora_steps_and_eval(tmp_path, qwen_hf, shared_data):
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["n"] == 3 and report["mean_completion_tokens"] > 0
+
+
+@pytest.fixture(scope="module")
+def qwen_model(request) -> Path:
+    """The imported real Qwen folder of this machine (/work/tqts-real, READ-ONLY: runs go to the
+    test's own data dir) when it is there, else the GGUF converted here."""
+    ready = Path("/work/tqts-real/READY")
+    if ready.exists():
+        folder = Path(ready.read_text(encoding="utf-8").strip())
+        if (folder / "config.json").exists():
+            return folder
+    return request.getfixturevalue("qwen_hf")
+
+
+def test_real_stop_leaves_a_resumable_checkpoint(tmp_path, qwen_model, shared_data):
+    """Stop (trainer.jobs: SIGINT, wait for the measured step) on a CPU run of the real model:
+    status stopped with why, a checkpoint, and --resume continues from it."""
+    import settings as settings_mod
+    from trainer import jobs
+
+    home = tmp_path / "home"
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    settings = settings_mod.load(home)
+    job = jobs.TrainingJob.start(settings, "smoke-cpu", str(qwen_model), dataset=str(shared_data / "gsm8k_zh"),
+                                 max_steps=50, run_name="stop-real", allow_cpu=True)
+    deadline = time.monotonic() + 3600
+    while not job.progress() and job.is_alive() and time.monotonic() < deadline:
+        time.sleep(2)
+    assert job.progress(), job.log_tail(30)
+    assert job.stop() == "stopped", job.log_tail(30)              # the default wait: from the step time
+    assert job.returncode() == 0, job.log_tail(30)                 # it ended by itself, not killed
+    info = job.info()
+    step = info["global_step"]
+    assert info["stop"]["reason"] == "user" and (job.run_dir / f"checkpoint-{step}" / "adapter_model.safetensors").exists()
+    assert job.resumable()
+    again = jobs.TrainingJob.start(settings, "smoke-cpu", str(qwen_model), dataset=str(shared_data / "gsm8k_zh"),
+                                   max_steps=step + 1, run_name="stop-real", allow_cpu=True, resume=True)
+    assert again.wait(3600) and again.status() == "finished", again.log_tail(30)
+    info = again.info()
+    assert info["global_step"] == step + 1 and info["started"] == info["attempts"][0]["started"]
+    assert f"resuming from {job.run_dir / f'checkpoint-{step}'}" in again.log_tail(200)

@@ -6,6 +6,8 @@ from fractions import Fraction
 
 import pytest
 
+from trainer import data as D
+from trainer import recipes as RC
 from trainer import rewards as R
 
 GOOD = "<think>\n16 - 3 - 4 = 9, 9 * 2 = 18\n</think>\n<answer>\n18\n</answer>"
@@ -50,22 +52,107 @@ def test_correctness(completion, gold, expected):
     assert R.correctness([None], [conv(completion)], answer=[gold]) == [expected]  # conversational
 
 
-def test_format_rewards_on_crafted_completions():
-    texts = [GOOD, "<think>想一想：3+5=8</think> <answer>8</answer>", "18",
-             "<think>a</think><answer>1</answer><answer>2</answer>", "", "pre <think>a</think><answer>1</answer>"]
-    assert R.strict_format(None, texts) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
-    assert R.soft_format(None, texts) == [1.0, 1.0, 0.0, 1.0, 0.0, 1.0]
-    xml = R.xml_count(None, [conv(t) for t in texts])
-    assert xml[0] == 1.0 and xml[2] == 0.0 and xml[4] == 0.0
+Q = [[{"role": "system", "content": D.SYSTEM_PROMPT_ZH},
+      {"role": "user", "content": "小明有 16 个鸡蛋，吃了 3 个，送人 4 个，剩下的每个卖 2 元，能卖多少元？"}]]
+
+
+def test_format_rewards_pay_only_shown_work():
+    texts = [GOOD, "<think>想一想：16-3-4=9，9×2=18</think> <answer>18</answer>", "18",
+             "<think>16-3-4=9, 9*2=18</think><answer>1</answer><answer>18</answer>", "",
+             "pre <think>16-3-4=9, 9*2=18</think><answer>18</answer>",
+             "<think>Let me think step by step.</think><answer>18</answer>",       # a heading, no numbers
+             "<think>小明有 16 个鸡蛋</think><answer>18</answer>",                     # copies the question
+             "<think>16-3-4=9, 9*2=18</think><answer></answer>"]                   # empty answer
+    prompts = Q * len(texts)
+    assert R.strict_format(prompts, texts) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    assert R.soft_format(prompts, texts) == [1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+    xml = R.xml_count(prompts, [conv(t) for t in texts])
+    assert xml[0] == 1.0 and xml[2] == 0.0 and xml[4] == 0.0 and xml[6:] == [0.0, 0.0, 0.0]
     assert xml[3] < xml[0]                                           # repeated tags earn less
-    assert R.xml_count(None, [GOOD + " trailing junk"])[0] < 1.0     # text after </answer>
+    assert R.xml_count(Q, [GOOD + " trailing junk"])[0] < 1.0         # text after </answer>
 
 
 def test_integer_and_boxed():
-    texts = ["<think>a</think><answer>18</answer>", "<think>a</think><answer>18 元</answer>",
-             "<think>a</think><answer>2.5</answer>", "<think>a</think><answer>3 or 4</answer>", "18"]
-    assert R.integer(None, texts) == [1.0, 1.0, 0.0, 0.0, 0.0]
+    texts = ["<think>16-3-4=9, 9*2=18</think><answer>18</answer>", "<think>16-3-4=9, 9*2=18</think><answer>18 元</answer>",
+             "<think>16-3-4=9, 9/4=2.5</think><answer>2.5</answer>", "<think>16/4=4</think><answer>3 or 4</answer>",
+             "18", "<think>a</think><answer>18</answer>"]
+    assert R.integer(Q * 6, texts) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
     assert R.boxed(None, [r"\boxed{1,000}", r"\boxed{9}", "1000"], answer=["1000"] * 3) == [1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("text, gold, expected", [
+    ("5万", "50000", True), ("5", "50000", False), ("1.2亿", "120000000", True), ("五", "5", True),
+    ("七十二", "72", True), ("一百零五", "105", True), ("两千", "2000", True), ("1.5 million", "1500000", True),
+    ("2 billion", "2000000000", True), ("2000001", "2000000", False), ("2000000", "2000000", True),
+    ("3:30", "3.5", True), ("3:30", "30", False), ("0.33", "1/3", True), ("0.3", "1/3", True),
+    ("0.34", "1/3", False), ("18.0001", "18", False), ("", "18", False),
+])
+def test_numbers_match_issue_cases(text, gold, expected):
+    assert R.numbers_match(text, gold) is expected
+
+
+def test_empty_answer_never_falls_back_to_the_text():
+    from trainer.evaluate import lenient_answer, score
+
+    text = "<think>16-3-4=9, 9*2=18</think><answer></answer> 18"
+    assert R.correctness(None, [text], answer=["18"]) == [0.0]
+    assert lenient_answer(text) == "" and score([text], ["18"])["lenient_accuracy"] == 0.0
+    assert score(["... so 18"], ["18"])["lenient_accuracy"] == 1.0      # no tag at all: the last number
+
+
+def test_cold_start_shaping_gives_variance_without_tags():
+    """A group where no completion writes tags has zero variance under every other format reward;
+    one sample that closes an answer tag gets more under answer_tag: a gradient."""
+    group = ["我们来算一下鸡蛋", "一共是18元", "<answer>18", "答案 <answer>18</answer>"]
+    shaped = R.answer_tag(Q * 4, group)
+    assert shaped[0] == shaped[1] == 0.0 < shaped[2] < shaped[3]
+    for f in (R.strict_format, R.soft_format, R.integer):
+        assert len(set(f(Q * 2, group[:2]))) == 1
+
+
+def test_doctest_tables():
+    import doctest
+
+    from trainer import data, evaluate, numerals
+
+    for module in (R, numerals, data, evaluate):
+        failed, attempted = doctest.testmod(module)
+        assert attempted and not failed, module.__name__
+
+
+def weighted(recipe, prompts, completions, gold) -> float:
+    total = 0.0
+    for name, weight in recipe.rewards.items():
+        value = R.REWARDS[name](prompts, completions, answer=[gold], question=[prompts[0][-1]["content"]])[0]
+        total += weight * (value or 0.0)
+    return total
+
+
+def test_template_copies_earn_less_than_half_a_correct_answer_under_every_recipe(shared_data):
+    """The reward hack of issue 15: copying the prompt's format text (old template, the new worked
+    example, with a guessed integer) against a correct answer, on real questions and prompts."""
+    rows = D.load_examples(str(shared_data / "gsm8k_zh"), split="train", limit=20)
+    bench = RC.RECIPES_DIR.parents[1] / "bench" / "recipes"
+    recipes = [RC.load(p, trl_check=False) for p in sorted([*RC.RECIPES_DIR.glob("*.yaml"), *bench.glob("*.yaml")])]
+    # grounded recipes train on knowledge-base tasks, not these math rows (their copy test: test_trainer_grounded)
+    recipes = [r for r in recipes if not set(r.rewards) & {"grounded_answer", "citation", "refusal", "answer_format"}]
+    assert len(recipes) >= 3
+    example = "<think>每盒 6 个，有 4 盒，6 × 4 = 24，一共 24 个。</think><answer>24</answer>"
+    for ex in rows:
+        gold, prompts = ex["answer"], [ex["prompt"]]
+        guess = str(R.parse_number(gold) + 1)
+        correct = f"<think>\n{ex['solution'].split('####')[0].strip()}\n</think>\n<answer>\n{gold}\n</answer>"
+        copies = ["<think> reasoning process here </think><answer> answer here </answer>",
+                  f"<think> reasoning process here </think><answer> {guess} </answer>",
+                  example, example.replace("<answer>24", f"<answer>{guess}"),
+                  f"先写推理过程：以 <think> 开始，写出每一步的算式和得数，以 </think> 结束；<answer>{guess}</answer>",
+                  f"<think>{ex['question']}</think><answer>{guess}</answer>"]
+        lucky = example.replace("<answer>24", f"<answer>{gold}")
+        for recipe in recipes:
+            good = weighted(recipe, prompts, [correct], gold)
+            for copy in copies:
+                assert weighted(recipe, prompts, [copy], gold) < good / 2, (recipe.name, copy)
+            assert weighted(recipe, prompts, [lucky], gold) < good, recipe.name
 
 
 def test_registry_and_errors():
@@ -91,7 +178,7 @@ def test_correctness_on_real_gsm8k_rows(shared_data):
         pytest.skip("gsm8k files missing under ../shared/data")
     golds = [r["answer_only"] for r in _rows(zh)] + [gold_answer(r["answer"]) for r in _rows(en)]
     assert all(R.parse_number(g) is not None for g in golds)
-    right = [f"<think>step {i}</think><answer>{g} 元</answer>" for i, g in enumerate(golds)]
+    right = [f"<think>step {i}</think><answer>{g} 元</answer>" for i, g in enumerate(golds)]  # correctness only
     wrong = [f"<think>x</think><answer>{R.parse_number(g) + 1}</answer>" for g in golds]
     assert R.correctness(None, right, answer=golds) == [1.0] * len(golds)
     assert R.correctness(None, wrong, answer=golds) == [0.0] * len(golds)

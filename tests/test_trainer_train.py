@@ -78,6 +78,10 @@ def test_smoke_sigterm_then_resume(tmp_path, tiny_qwen_dir):
     info = json.loads((run / "run.json").read_text(encoding="utf-8"))
     stopped_at = info["global_step"]
     assert info["status"] == "stopped" and info["output"] == "lora" and info["cpu_peak_mb"] > 0
+    assert info["stop"]["reason"] == "user" and info["stop"]["step"] == info["global_step"]
+    assert f"checkpoint-{info['global_step']}" in info["stop"]["detail"]
+    first_started, first_evals = info["started"], info["evaluations"]
+    assert first_evals and all(e["questions"] == 4 for e in first_evals)     # validation held out of train
     assert (run / f"checkpoint-{stopped_at}" / "adapter_model.safetensors").exists()
     assert 3 <= stopped_at < 50 and not (run / "final").exists()
     progress = read_progress(run)
@@ -93,6 +97,8 @@ def test_smoke_sigterm_then_resume(tmp_path, tiny_qwen_dir):
     assert f"resuming from {run / f'checkpoint-{stopped_at}'}" in out.stdout
     info = json.loads((run / "run.json").read_text(encoding="utf-8"))
     assert info["status"] == "finished" and info["global_step"] == stopped_at + 2
+    assert info["started"] == first_started and len(info["attempts"]) == 2       # --resume keeps the history
+    assert info["evaluations"][:len(first_evals)] == first_evals and info["stop"]["reason"] == "end"
     steps = [p["step"] for p in read_progress(run)]
     assert steps[-2:] == [stopped_at + 1, stopped_at + 2]
     weights = load_file(run / "final" / "adapter_model.safetensors")
@@ -186,3 +192,20 @@ def test_cli_overrides_and_cpu_switch_bf16_off():
     args = build_parser().parse_args(["train", "--recipe", "smoke-cpu", "--max-steps", "7", "--lora"])
     recipe = apply_overrides(recipes.load("smoke-cpu"), args, on_cpu=False)
     assert recipe.grpo["max_steps"] == 7 and recipe.lora.enabled
+
+
+def test_vllm_only_when_asked_and_trl_refusals_in_our_words(tmp_path):
+    from trainer import recipes
+    from trainer.train import TrainError, grpo_config, use_vllm
+
+    recipe = recipes.load("smoke-cpu")
+    assert use_vllm(recipe, on_cpu=True) is False and use_vllm(recipe, on_cpu=False) is False  # default off
+    recipe.use_vllm = True
+    with pytest.raises(TrainError, match="needs a CUDA GPU"):
+        use_vllm(recipe, on_cpu=True)
+    bad = recipes.load("smoke-cpu")
+    bad.grpo.update(num_generations=3)                                   # 4 completions: not whole groups of 3
+    with pytest.raises(TrainError, match="TRL refused these settings.*num_generations"):
+        grpo_config(bad, tmp_path, on_cpu=True)
+    cfg = grpo_config(recipes.load("smoke-cpu"), tmp_path, on_cpu=True)
+    assert cfg.output_dir == str(tmp_path) and cfg.model_init_kwargs["dtype"] is __import__("torch").float32

@@ -73,6 +73,7 @@ class ProgressCallback(TrainerCallback):
             rec["kl"] = _clean(logs["kl"])
         if self.shared.get("eval_step") == state.global_step:
             rec["eval_accuracy"] = self.shared["eval_accuracy"]
+            rec["eval_seconds"] = self.shared.get("eval_seconds")
         return rec
 
     def on_log(self, args, state, control, logs=None, **kw):
@@ -109,10 +110,17 @@ class ProgressCallback(TrainerCallback):
 
 class StopCallback(TrainerCallback):
     """SIGINT / SIGTERM: finish the current step, save a checkpoint, stop. A second signal
-    restores the default handlers (a third one kills as usual)."""
+    restores the default handlers (a third one kills as usual).
 
-    def __init__(self):
+    Attributes:
+        requested: a signal arrived.
+        step: the step after which the run stopped (set at that step's end), else None.
+    """
+
+    def __init__(self, on_request=None):
         self.requested = False
+        self.step: int | None = None
+        self.on_request = on_request  # called once, in the signal handler (main thread)
 
     def install(self) -> StopCallback:
         """Install the handlers (main thread only)."""
@@ -127,30 +135,63 @@ class StopCallback(TrainerCallback):
             return
         self.requested = True
         print(f"signal {signal.Signals(signum).name}: stopping after this step with a checkpoint", flush=True)
+        if self.on_request is not None:
+            self.on_request()
 
     def on_step_end(self, args, state, control, **kw):
         if self.requested:
+            self.step = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+class BudgetCallback(TrainerCallback):
+    """Ends training at the first step end past a wall-clock budget (``--max-minutes``), counted
+    from the start of training (model loading excluded). ``step`` is where it ended, else None."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.deadline, self.step = seconds, None, None
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.deadline = time.time() + self.seconds
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.deadline is not None and time.time() >= self.deadline and state.global_step < state.max_steps:
+            self.step = state.global_step
             control.should_save = True
             control.should_training_stop = True
         return control
 
 
 class EvalCallback(TrainerCallback):
-    """Collapse guard: greedy held-out accuracy every ``every`` steps, best/ kept by accuracy,
-    optional stop after ``patience`` evaluations in a row below the best.
+    """Collapse guard: greedy accuracy on the validation questions (held out of the training
+    split) every ``every`` steps; best/ kept by accuracy; optional early stop on a real drop.
+
+    A real drop: ``patience`` evaluations in a row below ``best - margin``. A tie, a rise or a dip
+    within the margin resets the count, so a flat accuracy never stops a run. With n questions
+    one question moves the accuracy by 1/n; the margin should span a few questions (binomial
+    noise: the standard error of an accuracy p on n questions is sqrt(p(1-p)/n), 0.08 at
+    p = 0.5, n = 40).
 
     Accuracy is the lenient one (right number in the answer) — it is what collapsed in the
     public Qwen2.5-0.5B run while format rewards kept rising.
+
+    Attributes:
+        stop_reason: why the guard stopped the run (None while it has not).
+        history: one dict per evaluation (step, accuracies, seconds).
     """
 
     def __init__(self, run_dir: Path, examples: list[dict], every: int, max_new_tokens: int,
-                 patience: int, shared: dict, batch_size: int = 8):
+                 patience: int, shared: dict, batch_size: int = 8, margin: float = 0.1,
+                 history: list[dict] | None = None):
         self.run_dir, self.examples, self.every = Path(run_dir), examples, every
         self.max_new_tokens, self.patience, self.shared = max_new_tokens, patience, shared
-        self.batch_size = batch_size
+        self.batch_size, self.margin = batch_size, margin
         self.trainer = None  # set by train.py (save_model, tokenizer)
         self.best, self.below = self.previous_best(), 0
-        self.history: list[dict] = []
+        self.history: list[dict] = list(history or [])
+        self.stop_reason: str | None = None
 
     def previous_best(self) -> float:
         """Best accuracy already in best/best.json (a resumed run keeps its best), else -1."""
@@ -165,24 +206,30 @@ class EvalCallback(TrainerCallback):
         tok = self.trainer.processing_class
         texts, lengths = E.generate(model, tok, [e["prompt"] for e in self.examples],
                                     self.max_new_tokens, self.batch_size)
-        return E.score(texts, [e["answer"] for e in self.examples], lengths)
+        return E.score(texts, [e["answer"] for e in self.examples], lengths, [e["prompt"] for e in self.examples])
 
     def on_step_end(self, args, state, control, model=None, **kw):
         if not self.every or not self.examples or state.global_step % self.every:
             return control
+        t0 = time.time()
         report = self.evaluate(model)
+        seconds = round(time.time() - t0, 1)
         acc = report["lenient_accuracy"]
-        self.shared.update(eval_step=state.global_step, eval_accuracy=acc)
-        self.history.append({"step": state.global_step, **{k: v for k, v in report.items() if k != "rows"}})
+        self.shared.update(eval_step=state.global_step, eval_accuracy=acc, eval_seconds=seconds)
+        self.history.append({"step": state.global_step, "seconds": seconds, "questions": len(self.examples),
+                             **{k: v for k, v in report.items() if k != "rows"}})
         if acc > self.best:
-            self.best, self.below = acc, 0
+            self.best = acc
             self.save_best(state.global_step, report)
-        else:
-            self.below += 1
-            if self.patience and self.below >= self.patience:
-                print(f"early stop: {self.below} evaluations below the best accuracy {self.best:.3f}", flush=True)
-                control.should_save = True
-                control.should_training_stop = True
+        self.below = self.below + 1 if acc < self.best - self.margin else 0
+        if self.patience and self.below >= self.patience:
+            steps = [h["step"] for h in self.history[-self.below:]]
+            self.stop_reason = (f"collapse guard: validation accuracy below best {self.best:.3f} - margin "
+                                f"{self.margin:.3f} at {self.below} evaluations in a row (steps "
+                                f"{', '.join(map(str, steps))}; last {acc:.3f})")
+            print(f"early stop: {self.stop_reason}", flush=True)
+            control.should_save = True
+            control.should_training_stop = True
         return control
 
     def save_best(self, step: int, report: dict) -> None:

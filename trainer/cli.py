@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-name")
     t.add_argument("--max-steps", type=int)
     t.add_argument("--epochs", type=float)
+    t.add_argument("--max-minutes", type=float,
+                   help="wall-clock budget for training (model loading excluded): stop after the step that passes it")
     lora = t.add_mutually_exclusive_group()
     lora.add_argument("--lora", dest="lora", action="store_true", default=None, help="train a LoRA adapter")
     lora.add_argument("--no-lora", dest="lora", action="store_false", help="full fine-tuning")
@@ -43,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, default=50)
     e.add_argument("--max-new-tokens", type=int, default=256)
     e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--system-prompt", default="auto",
+                   help="auto (by the question's language), zh, en, r1 (the old R1-Zero template) or none")
     e.add_argument("--json", action="store_true", help="print the JSON report")
     e.add_argument("--output", help="report file (default: eval.json next to the adapter, else runs/eval-<time>.json)")
     e.add_argument("--compare", help="second model to evaluate side by side (e.g. the base model)")
@@ -117,7 +121,7 @@ def cmd_eval(args) -> int:
                 continue
             reports.append(E.evaluate(model, args.data, adapter=adapter, limit=args.limit, split=args.split,
                                       fields=args.fields, max_new_tokens=args.max_new_tokens,
-                                      batch_size=args.batch_size))
+                                      batch_size=args.batch_size, system_prompt=args.system_prompt))
     except (ValueError, FileNotFoundError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -32,7 +32,10 @@ from pathlib import Path
 from typing import Any
 
 #: DeepSeek-R1-Zero's template (DeepSeek-AI 2025, "DeepSeek-R1", Table 1), as a system prompt.
-SYSTEM_PROMPT = (
+#: Kept for comparison only (``system_prompt: r1``): its literal ``<think> reasoning process here
+#: </think>…`` was copied by the policy for format reward, and in English it drew tags, not
+#: reasoning, from Qwen on Chinese questions (issue 15).
+R1_ZERO_PROMPT = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant "
     "solves it. The assistant first thinks about the reasoning process in the mind and then "
     "provides the user with the answer. The reasoning process and answer are enclosed within "
@@ -40,6 +43,44 @@ SYSTEM_PROMPT = (
     "<think> reasoning process here </think><answer> answer here </answer>. "
     "The answer is only the final number."
 )
+
+#: Chinese system prompt: the format in words plus a worked example on another question. Copying
+#: the example earns nothing (its think and answer are prompt text, see trainer.rewards.shown_work)
+#: and its answer, 24, is not the question's.
+SYSTEM_PROMPT_ZH = (
+    "你是一位细心的数学老师，用中文一步一步地解应用题。"
+    "先写推理过程：以 <think> 开始，写出每一步的算式和得数，以 </think> 结束；"
+    "再写答案：以 <answer> 开始，只写最后的数字，不写单位，以 </answer> 结束。"
+    "例题：一盒鸡蛋有 6 个，4 盒一共有多少个？"
+    "回答：<think>每盒 6 个，有 4 盒，6 × 4 = 24，一共 24 个。</think><answer>24</answer>"
+)
+
+#: English system prompt, same design as :data:`SYSTEM_PROMPT_ZH`.
+SYSTEM_PROMPT_EN = (
+    "You are a careful math teacher who solves word problems step by step. "
+    "First write the reasoning: start with <think>, write every calculation with its result, "
+    "end with </think>. Then write the answer: start with <answer>, write only the final number, "
+    "no units, end with </answer>. "
+    "Example question: a box holds 6 eggs; how many eggs are in 4 boxes? "
+    "Reply: <think>Each box has 6 eggs and there are 4 boxes: 6 × 4 = 24 eggs.</think><answer>24</answer>"
+)
+
+#: Named system prompts (recipe ``system_prompt:``); "auto" picks by the question's language.
+SYSTEM_PROMPTS = {"zh": SYSTEM_PROMPT_ZH, "en": SYSTEM_PROMPT_EN, "r1": R1_ZERO_PROMPT, "none": ""}
+SYSTEM_PROMPT = "auto"
+
+
+def system_prompt_for(question: str, choice: str = "auto") -> str:
+    """The system prompt for one question: ``choice`` is "auto" (Chinese for a question with CJK
+    characters, else English), a key of :data:`SYSTEM_PROMPTS`, or a literal prompt text.
+
+    >>> system_prompt_for("小明有 3 个苹果") == SYSTEM_PROMPT_ZH, system_prompt_for("Tom has 3") == SYSTEM_PROMPT_EN
+    (True, True)
+    """
+    if choice == "auto":
+        return SYSTEM_PROMPT_ZH if re.search(r"[\u4e00-\u9fff]", question or "") else SYSTEM_PROMPT_EN
+    return SYSTEM_PROMPTS.get(choice, choice)
+
 
 DEFAULT_HUB_DATASET = "swulling/gsm8k_chinese"
 QUESTION_KEYS = ("question_zh-cn", "question_zh", "question")
@@ -180,11 +221,13 @@ def load_raw(spec: str, split: str = "train") -> list[dict]:
 
 
 def to_example(row: dict, fields: FieldMap, system_prompt: str = SYSTEM_PROMPT) -> dict:
-    """Turn one raw row into a TRL conversational prompt plus gold answer columns."""
+    """Turn one raw row into a TRL conversational prompt plus gold answer columns
+    (``system_prompt``: see :func:`system_prompt_for`)."""
     question = str(row.get(fields.question) or "").strip()
     messages = [{"role": "user", "content": question}]
-    if system_prompt:
-        messages.insert(0, {"role": "system", "content": system_prompt})
+    system = system_prompt_for(question, system_prompt)
+    if system:
+        messages.insert(0, {"role": "system", "content": system})
     return {"prompt": messages, "question": question, "answer": gold_answer(row.get(fields.answer)),
             "solution": str(row.get(fields.solution) or "") if fields.solution else ""}
 
@@ -224,6 +267,7 @@ def load_examples(spec: str | None = None, *, split: str = "train", fields: Fiel
         fields: explicit column mapping; None = detect a known layout.
         limit: keep the first N usable rows.
         tokenizer, max_prompt_tokens: when both given, prompts are cut to fit.
+        system_prompt: "auto" (by the question's language), "zh", "en", "r1", "none" or a text.
 
     Returns:
         Examples; rows with an empty question are skipped (counted in the error if none is left).

@@ -4,8 +4,8 @@ Metrics (over the rows whose gold answer parses):
 
 - ``strict_accuracy``: strict R1 format (:func:`trainer.rewards.strict_format`) and the
   ``<answer>`` number right;
-- ``lenient_accuracy``: the right number in the answer — the ``<answer>`` block, else the last
-  ``\\boxed{}``, else the last number of the whole completion;
+- ``lenient_accuracy``: the right number in the answer — the ``<answer>`` block (an empty one
+  counts as no answer), else the last ``\\boxed{}``, else the last number of the whole completion;
 - ``format_rate``: share of completions in strict format;
 - ``mean_completion_tokens``: mean generated tokens (up to and including EOS).
 
@@ -21,25 +21,58 @@ from trainer import rewards as R
 from trainer.data import load_examples
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % confidence interval of an accuracy ``successes / n`` (Wilson score interval: E. B.
+    Wilson, "Probable inference, the law of succession, and statistical inference", JASA 22,
+    1927; recommended for small n by Brown, Cai & DasGupta, Statistical Science 16, 2001).
+    It stays inside [0, 1] and is not empty at 0 or n successes, unlike the normal interval.
+
+    Returns:
+        (low, high), rounded to 3 decimals; (0.0, 1.0) for n = 0.
+
+    >>> wilson_interval(0, 20), wilson_interval(10, 20), wilson_interval(50, 100)
+    ((0.0, 0.161), (0.299, 0.701), (0.404, 0.596))
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    return round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3)
+
+
 def lenient_answer(text: str) -> str:
-    r"""The answer span for lenient scoring: ``<answer>`` content, else last ``\boxed{}``, else all."""
-    return R.extract_answer(text) or R.extract_boxed(text) or text
+    r"""The answer span for lenient scoring: ``<answer>`` content (even when empty: an empty
+    answer is no answer), else the last ``\boxed{}``, else the whole text.
+
+    >>> lenient_answer("<think>3+5=8</think><answer></answer> 8"), lenient_answer("so 8")
+    ('', 'so 8')
+    """
+    answer = R.extract_answer(text)
+    if answer is not None:
+        return answer
+    boxed = R.extract_boxed(text)
+    return boxed if boxed is not None else text
 
 
-def score(completions: list[str], golds: list[str], lengths: list[int] | None = None) -> dict:
+def score(completions: list[str], golds: list[str], lengths: list[int] | None = None,
+          prompts: list | None = None) -> dict:
     """Score completions against gold answers.
 
     Args:
         completions: generated texts, one per question.
         golds: gold answers (numbers as text), same length.
         lengths: generated token counts, same length (optional).
+        prompts: the chat prompts, same length (optional): the strict format then also needs
+            shown work, as in training (:func:`trainer.rewards.shown_work`: no copied prompt
+            text, the question's numbers in the think block).
 
     Returns:
         ``{"n", "judged", "strict_accuracy", "lenient_accuracy", "format_rate",
         "mean_completion_tokens", "rows": [{"strict", "lenient", "format", "gold", "answer"}]}``;
         accuracies are over ``judged`` rows (gold parses), rates in [0, 1].
     """
-    fmt = R.strict_format(None, completions)
+    fmt = R.strict_format(prompts, completions)
     rows, judged = [], 0
     for i, (text, gold) in enumerate(zip(completions, golds, strict=True)):
         right = R.numbers_match(R.extract_answer(text), gold)
@@ -48,9 +81,11 @@ def score(completions: list[str], golds: list[str], lengths: list[int] | None = 
         rows.append({"gold": gold, "answer": R.extract_answer(text), "format": bool(fmt[i]),
                      "strict": bool(right) and bool(fmt[i]), "lenient": bool(lenient)})
     denom = max(judged, 1)
+    strict, lenient = sum(r["strict"] for r in rows), sum(r["lenient"] for r in rows)
     return {"n": len(completions), "judged": judged,
-            "strict_accuracy": sum(r["strict"] for r in rows) / denom,
-            "lenient_accuracy": sum(r["lenient"] for r in rows) / denom,
+            "strict_accuracy": strict / denom, "lenient_accuracy": lenient / denom,
+            "strict_ci95": list(wilson_interval(strict, judged)),
+            "lenient_ci95": list(wilson_interval(lenient, judged)),
             "format_rate": sum(fmt) / max(len(fmt), 1),
             "mean_completion_tokens": sum(lengths) / len(lengths) if lengths else None,
             "rows": rows}
@@ -120,21 +155,24 @@ def load_model(model: str, adapter: str = "", device: str = "auto"):
 
 
 def evaluate(model: str, data: str, *, adapter: str = "", limit: int | None = 50, split: str = "test",
-             fields=None, max_new_tokens: int = 256, batch_size: int = 8, progress: bool = True) -> dict:
+             fields=None, max_new_tokens: int = 256, batch_size: int = 8, progress: bool = True,
+             system_prompt: str = "auto", offset: int = 0) -> dict:
     """Evaluate one model (+ adapter) on a data spec; return the report (see :func:`score`).
 
     The report adds ``model``, ``adapter``, ``data``, ``seconds`` and per-row ``question`` /
     ``completion``.
     """
-    examples = load_examples(data, split=split, fields=fields, limit=limit)
+    examples = load_examples(data, split=split, fields=fields, system_prompt=system_prompt,
+                             limit=(limit + offset) if limit else None)[offset:]
     lm, tok = load_model(model, adapter)
     t0 = time.time()
     texts, lengths = generate(lm, tok, [e["prompt"] for e in examples], max_new_tokens, batch_size, progress)
-    report = score(texts, [e["answer"] for e in examples], lengths)
+    report = score(texts, [e["answer"] for e in examples], lengths, [e["prompt"] for e in examples])
     for row, ex, text in zip(report["rows"], examples, texts, strict=True):
         row.update(question=ex["question"], completion=text)
-    report.update(model=model, adapter=adapter, data=data, split=split,
-                  seconds=round(time.time() - t0, 1), max_new_tokens=max_new_tokens)
+    report.update(model=model, adapter=adapter, data=data, split=split, offset=offset,
+                  system_prompt=system_prompt, seconds=round(time.time() - t0, 1),
+                  max_new_tokens=max_new_tokens)
     return report
 
 
@@ -147,8 +185,13 @@ def format_report(reports: list[dict]) -> str:
         cells = []
         for r in reports:
             v = r.get(k)
-            cells.append(f"{v:>24.3f}" if isinstance(v, float) else f"{v!s:>24}")
+            ci = r.get(k.replace("_accuracy", "_ci95")) if k.endswith("_accuracy") else None
+            text = f"{v:.3f}" if isinstance(v, float) else str(v)
+            cells.append(f"{text + (f' [{ci[0]:.2f}, {ci[1]:.2f}]' if ci else ''):>24}")
         lines.append(f"{k:<24}" + "".join(cells))
+    first = reports[0] if reports else {}
+    lines.append(f"{first.get('judged')} held-out questions ({first.get('data')}, split {first.get('split')}, "
+                 f"from #{first.get('offset', 0)}); [..] = Wilson 95 % interval")
     return "\n".join(lines)
 
 

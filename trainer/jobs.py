@@ -27,6 +27,25 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 DEFAULT_DATASET = "swulling/gsm8k_chinese"
 FINAL_STATUSES = ("stopped", "finished", "failed")
+#: Seconds Stop waits for a run that has not logged a step yet (model loading, the first step).
+FIRST_STEP_TIMEOUT = 900.0
+#: Seconds added to the measured step time for saving the checkpoint and exiting.
+SAVE_GRACE = 120.0
+
+
+def stop_timeout(rows: list[dict]) -> float:
+    """How long Stop waits for the current step to end: twice the longest recent step (its
+    ``step_time`` plus any guard ``eval_seconds``, from progress.jsonl) plus :data:`SAVE_GRACE`
+    for the checkpoint; :data:`FIRST_STEP_TIMEOUT` before the first step was measured.
+
+    >>> stop_timeout([{"step_time": 100.0}, {"step_time": 90.0, "eval_seconds": 60.0}])
+    420.0
+    >>> stop_timeout([])
+    900.0
+    """
+    times = [float(r.get("step_time") or 0) + float(r.get("eval_seconds") or 0) for r in rows[-20:]]
+    times = [t for t in times if t > 0]
+    return 2 * max(times) + SAVE_GRACE if times else FIRST_STEP_TIMEOUT
 
 
 def trainer_launcher() -> list[str]:
@@ -207,9 +226,9 @@ class TrainingJob:
     def status(self) -> str:
         """One of starting | running | stopping | stopped | finished | failed.
 
-        A run.json still saying "running" whose process is gone counts as "failed"
-        (killed, crashed or the machine restarted); so does a process that exited
-        before writing run.json.
+        A run.json still saying "running" (or "stopping") whose process is gone is corrected
+        on the spot (:meth:`mark_ended`): the run was killed, crashed or the machine restarted.
+        A process that exited before writing run.json counts as "failed".
         """
         st = self.info().get("status", "")
         alive = self.is_alive()
@@ -217,7 +236,35 @@ class TrainingJob:
             return st if st in ("running", "stopping") else "starting"
         if st in FINAL_STATUSES:
             return st
-        return "failed"
+        return self.mark_ended() if st else "failed"
+
+    def resumable(self) -> bool:
+        """True when the run ended without finishing and has a checkpoint-N/ to continue from."""
+        return self.status() in ("stopped", "failed") and any(self.run_dir.glob("checkpoint-*"))
+
+    def mark_ended(self, detail: str = "") -> str:
+        """Correct the run.json of a trainer process that is gone without saying so: status
+        "stopped" when a checkpoint-N/ is left (resumable), else "failed"; ``stop`` says why.
+        Nothing is written while the process lives or when run.json already has a final status.
+
+        Returns:
+            The status afterwards.
+        """
+        meta = self.info()
+        if self.is_alive() or not meta or meta.get("status") in FINAL_STATUSES:
+            return meta.get("status") or "failed"
+        ckpts = sorted(self.run_dir.glob("checkpoint-*"), key=_step_of)
+        rows = self.progress()
+        step = rows[-1].get("step") if rows else None
+        detail = detail or "the trainer process ended without a word (killed, crashed or the machine restarted)"
+        detail += f"; resumable from {ckpts[-1].name}" if ckpts else "; no checkpoint to resume from"
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        meta.update(status="stopped" if ckpts else "failed", ended=now,
+                    stop={"reason": "killed", "step": step, "time": now, "detail": detail})
+        if not ckpts:
+            meta.setdefault("error", detail)
+        _write_json(self.run_dir / "run.json", meta)
+        return meta["status"]
 
     def returncode(self) -> int | None:
         return self.proc.poll() if self.proc else None
@@ -259,10 +306,16 @@ class TrainingJob:
         return ckpts[-1] if ckpts else None
 
     # -- control -----------------------------------------------------------------------
-    def stop(self, timeout: float = 30) -> str:
-        """Ask the trainer to stop (SIGINT: it saves a checkpoint), wait, then kill.
+    def stop_timeout(self) -> float:
+        """Seconds :meth:`stop` waits by default (:func:`stop_timeout` of this run's progress)."""
+        return stop_timeout(self.progress())
 
-        Blocks up to ``timeout`` seconds (+5 after the kill): call it off the UI thread.
+    def stop(self, timeout: float | None = None) -> str:
+        """Ask the trainer to stop (SIGINT: it finishes the step and saves a checkpoint), wait,
+        then kill; a killed run's run.json is corrected (:meth:`mark_ended`).
+
+        Blocks up to ``timeout`` seconds (default :meth:`stop_timeout`, from the measured step
+        time; +5 after the kill): call it off the UI thread.
 
         Returns:
             The status afterwards (normally "stopped").
@@ -270,10 +323,12 @@ class TrainingJob:
         pid = self.pid
         if not self.is_alive() or not pid:
             return self.status()
+        timeout = self.stop_timeout() if timeout is None else timeout
         _signal_group(pid, signal.SIGINT)
         if not self._wait(timeout):
             _signal_group(pid, signal.SIGKILL)
             self._wait(5)
+            return self.mark_ended(f"killed: the step did not end within {timeout:.0f} s of Stop")
         return self.status()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -293,6 +348,13 @@ class TrainingJob:
                 return False
             time.sleep(0.1)
         return True
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(path)
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -426,7 +488,7 @@ def list_recipes() -> list[dict]:
     out = []
     for path in sorted(R.RECIPES_DIR.glob("*.yaml")):
         try:
-            r = R.load(path)
+            r = R.load(path, trl_check=False)      # no TRL / torch in the app process
         except (ValueError, OSError):
             continue
         if needs_tasks_file(r):  # grounded recipes: the dialog cannot build a tasks file yet (issue 16, item 5)

@@ -71,18 +71,26 @@ def eta_seconds(rows: list[dict]) -> float | None:
 METRICS = ("strict", "lenient", "format_rate")
 
 
-def eval_metrics(result: dict) -> dict[str, float]:
-    """Pick the comparable numbers (strict / lenient accuracy, format rate) out of an eval dict.
+def eval_metrics(result: dict) -> dict:
+    """Pick the comparable numbers (strict / lenient accuracy, format rate) out of an eval dict,
+    with the number of questions (``n``: judged ones) and the Wilson 95 % intervals
+    (``strict_ci95`` / ``lenient_ci95``, [low, high]) when the report has them.
 
     Accepts them at the top level or under "metrics"; keys may carry an "_accuracy" suffix.
     """
     src = result.get("metrics", result) if isinstance(result, dict) else {}
-    out = {}
+    out: dict = {}
     for key in METRICS:
         for cand in (key, f"{key}_accuracy", f"accuracy_{key}"):
             if isinstance(src.get(cand), (int, float)):
                 out[key] = float(src[cand])
                 break
+        ci = src.get(f"{key}_ci95")
+        if isinstance(ci, (list, tuple)) and len(ci) == 2:
+            out[f"{key}_ci95"] = [float(ci[0]), float(ci[1])]
+    n = src.get("judged", src.get("n"))
+    if isinstance(n, int):
+        out["n"] = n
     return out
 
 

@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 
 from trainer import recipes as recipes_mod
-from trainer.callbacks import EvalCallback, ProgressCallback, StopCallback, now_iso
+from trainer.callbacks import BudgetCallback, EvalCallback, ProgressCallback, StopCallback, now_iso
 from trainer.data import load_examples
 from trainer.rewards import get_reward_funcs
 
@@ -89,31 +89,73 @@ def apply_overrides(recipe, args, on_cpu: bool):
     return recipes_mod.validate(recipe)
 
 
-def use_vllm(recipe, on_cpu: bool) -> bool:
-    """vLLM colocate mode when the recipe allows it, vllm is installed and CUDA is there."""
-    if on_cpu or recipe.use_vllm is False:
-        return False
-    import importlib.util
+def vllm_torch_pin(requires: list[str]) -> str | None:
+    """The exact torch version a vllm release pins (``torch==2.9.0`` in its requirements), or None.
 
-    found = importlib.util.find_spec("vllm") is not None
-    if recipe.use_vllm is True and not found:
-        raise TrainError("recipe use_vllm: true but vllm is not installed; pip install vllm or set use_vllm: auto")
-    return found
+    >>> vllm_torch_pin(["numpy", "torch==2.9.0", "xformers==0.0.32; platform_system == 'Linux'"])
+    '2.9.0'
+    """
+    for req in requires or []:
+        name, _, rest = req.replace(" ", "").partition("==")
+        if name == "torch" and rest:
+            return rest.split(";")[0]
+    return None
+
+
+def use_vllm(recipe, on_cpu: bool) -> bool:
+    """vLLM colocate generation only when the recipe asks (``use_vllm: true``), on CUDA, with a
+    vllm release built for the installed torch (vllm pins one torch version; a mismatch fails
+    deep inside CUDA kernels, so it is refused here).
+
+    Raises:
+        TrainError: asked for on the CPU, vllm missing, or its torch pin differs from torch.
+    """
+    if recipe.use_vllm is not True:
+        return False
+    if on_cpu:
+        raise TrainError("recipe use_vllm: true needs a CUDA GPU; set use_vllm: false for a CPU run")
+    from importlib import metadata
+
+    import torch
+
+    try:
+        requires = metadata.requires("vllm") or []
+        version = metadata.version("vllm")
+    except metadata.PackageNotFoundError:
+        raise TrainError("recipe use_vllm: true but vllm is not installed; install the vllm release built for "
+                         f"torch {torch.__version__}, or set use_vllm: false") from None
+    pin = vllm_torch_pin(requires)
+    if pin and pin != torch.__version__.split("+")[0]:
+        raise TrainError(f"vllm {version} is built for torch {pin} but torch {torch.__version__} is installed; "
+                         f"install a vllm release for this torch, or set use_vllm: false")
+    return True
 
 
 def grpo_config(recipe, run_dir: Path, on_cpu: bool):
-    """trl.GRPOConfig from the recipe's ``grpo:`` fields plus our fixed ones."""
+    """trl.GRPOConfig from the recipe's ``grpo:`` fields plus our fixed ones.
+
+    Precision: the weights TRL loads are float32 on the CPU and for full fine-tuning (bf16 autocast
+    computes, fp32 master weights take the update: in bf16, 87 % of a 5e-6 update rounds away);
+    a LoRA run loads the frozen base in bf16 on CUDA (PEFT keeps the adapter in fp32).
+
+    Raises:
+        TrainError: TRL refused the configuration (its message, with what to change).
+    """
     import torch
-    from trl import GRPOConfig
 
     g = dict(recipe.grpo)
     g.update(output_dir=str(run_dir), report_to="none", disable_tqdm=True, save_strategy="steps",
              reward_weights=[float(w) for w in recipe.rewards.values()])
     g.setdefault("logging_steps", 1)
-    g.setdefault("model_init_kwargs", {"dtype": torch.float32 if on_cpu else torch.bfloat16})
+    fp32 = on_cpu or not recipe.lora.enabled
+    g.setdefault("model_init_kwargs", {"dtype": torch.float32 if fp32 else torch.bfloat16})
     if use_vllm(recipe, on_cpu):
         g.update(use_vllm=True, vllm_mode="colocate")
-    return GRPOConfig(**g)
+    recipe = dataclasses.replace(recipe, grpo=g)
+    try:
+        return recipes_mod.check_grpo(recipe, recipe.name or "recipe", on_cpu=on_cpu)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
 
 
 def peft_config(recipe):
@@ -152,27 +194,36 @@ def write_run_json(run_dir: Path, info: dict) -> None:
 
 
 def load_data(recipe, args, tokenizer):
-    """(train examples, held-out eval examples) for the recipe (CLI --dataset wins)."""
+    """(train examples, validation examples) for the recipe (CLI --dataset wins).
+
+    The validation examples are the last ``eval_questions`` rows of the training split, held
+    out of training; the test split is never read here (it is for the final comparison).
+
+    Raises:
+        TrainError: the training split is too small to hold the validation questions out.
+    """
     spec = args.dataset or recipe.dataset
     from trainer import grounded_data
 
     if grounded_data.is_tasks_file(spec):  # grounded tasks (python -m trainer tasks), maybe staged / mixed
         return grounded_data.load_for_recipe(recipe, spec, tokenizer)
     fields = getattr(args, "fields", None) or recipe.fields or None
-    train = load_examples(spec, split=recipe.dataset_split, fields=fields, limit=recipe.train_size or None,
-                          tokenizer=tokenizer, max_prompt_tokens=recipe.max_prompt_tokens)
-    held = []
-    if recipe.eval_every and recipe.eval_questions:
-        held = load_examples(recipe.eval_data or spec, split=recipe.eval_split, fields=fields,
-                             limit=recipe.eval_questions, tokenizer=tokenizer,
-                             max_prompt_tokens=recipe.max_prompt_tokens)
-    return train, held
+    n_val = recipe.eval_questions if recipe.eval_every else 0
+    limit = recipe.train_size + n_val if recipe.train_size else None
+    rows = load_examples(spec, split=recipe.dataset_split, fields=fields, limit=limit, tokenizer=tokenizer,
+                         max_prompt_tokens=recipe.max_prompt_tokens, system_prompt=recipe.system_prompt)
+    if n_val and len(rows) < 2 * n_val:
+        raise TrainError(f"{spec} ({recipe.dataset_split}) has {len(rows)} questions: too few to hold out "
+                         f"eval_questions = {n_val} for validation; lower eval_questions or set eval_every: 0")
+    return (rows[:-n_val], rows[-n_val:]) if n_val else (rows, [])
 
 
 # -- the run ------------------------------------------------------------------------------------
 
-def build_trainer(recipe, model_path: str, run_dir: Path, on_cpu: bool, args, stop: StopCallback):
-    """GRPOTrainer plus our callbacks; returns (trainer, callbacks dict)."""
+def build_trainer(recipe, model_path: str, run_dir: Path, on_cpu: bool, args, stop: StopCallback,
+                  history: list[dict] | None = None):
+    """GRPOTrainer plus our callbacks; returns (trainer, callbacks dict). ``history``: earlier
+    evaluations of a resumed run."""
     from datasets import Dataset
     from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
@@ -185,14 +236,17 @@ def build_trainer(recipe, model_path: str, run_dir: Path, on_cpu: bool, args, st
     progress = ProgressCallback(run_dir, dict(recipe.rewards), shared)
     guard = EvalCallback(run_dir, held, recipe.eval_every,
                          recipe.eval_max_new_tokens or config.max_completion_length,
-                         recipe.early_stop_patience, shared)
+                         recipe.early_stop_patience, shared, margin=recipe.early_stop_margin,
+                         history=history)
     funcs = get_reward_funcs(list(recipe.rewards))
+    budget = BudgetCallback(60 * args.max_minutes) if getattr(args, "max_minutes", None) else None
     trainer = GRPOTrainer(model=model_path, reward_funcs=funcs, args=config,
                           train_dataset=Dataset.from_list(train), processing_class=tok,
-                          peft_config=peft_config(recipe), callbacks=[progress, guard, stop])
+                          peft_config=peft_config(recipe),
+                          callbacks=[progress, guard, stop, *([budget] if budget else [])])
     trainer.remove_callback(PrinterCallback)
     progress.trainer = guard.trainer = trainer
-    return trainer, {"progress": progress, "eval": guard, "stop": stop}
+    return trainer, {"progress": progress, "eval": guard, "stop": stop, "budget": budget}
 
 
 def save_output(trainer, folder: Path) -> None:
@@ -226,54 +280,108 @@ def prepare(args, settings):
     return recipe, model, run_dir, on_cpu
 
 
+def previous_info(run_dir: Path) -> dict:
+    """run.json of an earlier attempt of this run ({} when none or unreadable)."""
+    try:
+        data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def start_info(args, recipe, model: str, run_dir: Path, on_cpu: bool) -> dict:
+    """The run.json of a starting attempt. A resumed run keeps ``started``, its earlier
+    evaluations and stops, and lists each attempt under ``attempts``."""
+    now = now_iso()
+    info = {"args": {k: v for k, v in vars(args).items() if k != "func"}, "recipe": recipe.name,
+            "recipe_fields": dataclasses.asdict(recipe), "model": model, "run_dir": str(run_dir),
+            "pid": os.getpid(), "status": "running", "started": now, "ended": None, "stop": None,
+            "output": "lora" if recipe.lora.enabled else "full", "device": "cpu" if on_cpu else "cuda",
+            "evaluations": [], "attempts": [{"started": now}]}
+    old = previous_info(run_dir) if args.resume else {}
+    if old:
+        info.update(started=old.get("started") or now, evaluations=list(old.get("evaluations") or []),
+                    attempts=[*(old.get("attempts") or [{"started": old.get("started"), "ended": old.get("ended"),
+                                                         "stop": old.get("stop")}]), {"started": now}])
+    return info
+
+
 def main(args, settings) -> int:
-    """Run one training job; returns the exit code (0 finished/stopped, 1 failed, 2 refused)."""
+    """Run one training job; returns the exit code (0 finished/stopped, 1 failed, 2 refused).
+
+    run.json says why and when the run ended: ``status`` (finished | stopped | failed) and
+    ``stop`` = ``{"reason", "step", "time", "detail"}``, reason one of "user" (Stop / SIGINT /
+    SIGTERM), "guard" (the collapse guard), "end" (the planned steps were done), "budget"
+    (``--max-minutes`` reached; status finished, final/ saved), "error", "killed" (written by
+    trainer.jobs when the process vanished).
+    """
     try:
         recipe, model, run_dir, on_cpu = prepare(args, settings)
     except (TrainError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     run_dir.mkdir(parents=True, exist_ok=True)
-    info = {"args": {k: v for k, v in vars(args).items() if k != "func"}, "recipe": recipe.name,
-            "recipe_fields": dataclasses.asdict(recipe), "model": model, "run_dir": str(run_dir),
-            "pid": os.getpid(), "status": "running", "started": now_iso(), "ended": None,
-            "output": "lora" if recipe.lora.enabled else "full", "device": "cpu" if on_cpu else "cuda"}
+    info = start_info(args, recipe, model, run_dir, on_cpu)
     write_run_json(run_dir, info)
     print(f"run dir: {run_dir}", flush=True)
     try:
         status = train_in(run_dir, recipe, model, on_cpu, args, info)
     except Exception as e:  # one clear line for the log tail, the traceback after it
-        info.update(status="failed", error=f"{type(e).__name__}: {e}")
+        info.update(status="failed", error=f"{type(e).__name__}: {e}",
+                    stop={"reason": "error", "step": info.get("global_step"), "time": now_iso(),
+                          "detail": f"{type(e).__name__}: {e}"})
         print(f"training failed: {type(e).__name__}: {e}", file=sys.stderr)
         traceback.print_exc()
         status = "failed"
     info.update(status=status, ended=now_iso(), **peak_memory())
+    info["attempts"][-1].update(ended=info["ended"], stop=info.get("stop"))
     write_run_json(run_dir, info)
-    print(f"{status}: {run_dir}", flush=True)
+    print(f"{status}: {run_dir}" + (f" ({info['stop']['detail']})" if info.get("stop") else ""), flush=True)
     return 1 if status == "failed" else 0
+
+
+def stop_record(reason: str, step, detail: str) -> dict:
+    """The ``stop`` entry of run.json."""
+    return {"reason": reason, "step": step, "time": now_iso(), "detail": detail}
 
 
 def train_in(run_dir: Path, recipe, model: str, on_cpu: bool, args, info: dict) -> str:
     """Build the trainer, train (resuming when asked), save final/; return the status."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    stop = StopCallback()
+    def stopping():  # run.json says "stopping" until the step ends and the checkpoint is saved
+        info.update(status="stopping", stop_requested=now_iso())
+        write_run_json(run_dir, info)
+
+    stop = StopCallback(on_request=stopping)
     if threading_main():
         stop.install()  # before loading: a signal while loading also ends with status "stopped"
-    trainer, cbs = build_trainer(recipe, model, run_dir, on_cpu, args, stop)
+    trainer, cbs = build_trainer(recipe, model, run_dir, on_cpu, args, stop, info.get("evaluations"))
     if stop.requested:
+        info["stop"] = stop_record("user", 0, "stopped while loading, before the first step: nothing to resume")
         return "stopped"
     resume = get_last_checkpoint(str(run_dir)) if args.resume else None
     if resume:
         print(f"resuming from {resume}", flush=True)
     info.update(resumed_from=resume, total_steps=None)
     trainer.train(resume_from_checkpoint=resume)
-    info.update(global_step=trainer.state.global_step, total_steps=trainer.state.max_steps,
-                evaluations=cbs["eval"].history, best_eval_accuracy=max(cbs["eval"].best, 0.0)
-                if cbs["eval"].history else None)
-    if cbs["stop"].requested:
+    guard = cbs["eval"]
+    step = trainer.state.global_step
+    info.update(global_step=step, total_steps=trainer.state.max_steps, evaluations=guard.history,
+                best_eval_accuracy=max(guard.best, 0.0) if guard.history else None)
+    if stop.requested:
+        ckpt = get_last_checkpoint(str(run_dir))
+        info["stop"] = stop_record("user", step, f"stopped by the user after step {step}; resume from "
+                                   f"{Path(ckpt).name if ckpt else 'nothing (no checkpoint)'}")
         return "stopped"
     save_output(trainer, run_dir / "final")
+    if guard.stop_reason:
+        info["stop"] = stop_record("guard", step, guard.stop_reason)
+        return "stopped"
+    if cbs["budget"] is not None and cbs["budget"].step is not None:
+        info["stop"] = stop_record("budget", step, f"time budget of {args.max_minutes:g} min reached after step {step}")
+        return "finished"
+    info["stop"] = stop_record("end", step, f"all {trainer.state.max_steps} steps done")
     return "finished"
 
 
