@@ -215,3 +215,37 @@ def test_max_steps_scales_the_stages():
     recipe = apply_overrides(recipes.load("grounded-kb"), args, on_cpu=True)
     assert [s["steps"] for s in recipe.stages] == [6, 4] and recipe.grpo["max_steps"] == 10
     assert [s["refusal"] for s in recipe.stages] == [False, True]
+
+
+def test_copying_the_prompt_earns_less_than_half_a_grounded_answer():
+    """The reward hack of issue 15, for the grounded recipes: copying the prompt's own text (its
+    format instructions, a passage, the question) or refusing an answerable task earns less than
+    half of a correct, cited answer; a refusal earns the most on a task without the answer."""
+    from models.prompts import grounded_messages
+    from trainer import recipes as RC
+    from trainer.rewards import REWARDS
+
+    passages = [{"source": "宪法.pdf", "page": 12, "text": "全国人民代表大会每届任期五年。", "section": "第三章"},
+                {"source": "宪法.pdf", "page": 4, "text": "中华人民共和国的国家机构实行民主集中制的原则。"}]
+    prompt = grounded_messages("全国人民代表大会每届任期几年？", passages, think=True)
+    system, user = prompt[0]["content"], prompt[-1]["content"]
+    cols = {"answers": [["五年"]], "gold": [1], "support": [[1]], "n_passages": [2]}
+    correct = "<think>资料[1]说每届任期五年。</think><answer>全国人民代表大会每届任期五年。[1]</answer>"
+    copies = [f"<think>{system}</think><answer>{system[-60:]}</answer>",
+              f"<think></think><answer>{user}</answer>",
+              "<think>全国人民代表大会每届任期几年？</think><answer>全国人民代表大会每届任期几年？[1]</answer>",
+              "<think>资料中没有。</think><answer>资料中没有相关内容。</answer>",
+              "<think></think><answer></answer>"]
+    recipes = [RC.load(p, trl_check=False) for p in sorted(RC.RECIPES_DIR.glob("grounded-*.yaml"))]
+    assert recipes
+
+    def weighted(recipe, completion, **columns):
+        return sum(w * (REWARDS[n]([prompt], [completion], **columns)[0] or 0.0) for n, w in recipe.rewards.items())
+
+    for recipe in recipes:
+        good = weighted(recipe, correct, **cols)
+        assert good > 0
+        for copy in copies:
+            assert weighted(recipe, copy, **cols) < good / 2, (recipe.name, copy[:40])
+        no_gold = {"answers": [["五年"]], "gold": [0], "support": [[]], "n_passages": [2]}
+        assert weighted(recipe, copies[3], **no_gold) > weighted(recipe, correct, **no_gold), recipe.name

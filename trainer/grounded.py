@@ -174,6 +174,29 @@ def _rows(completions, kwargs: dict):
         yield reply_answer(completion_text(c)), list(ans or []), int(gold or 0), list(sup or []), int(k or 0)
 
 
+_PROMPT_LABELS = ("资料：", "问题：", "Sources:", "Question:")
+_SOURCE_HEADER = re.compile(r"\[\d+\]\s*[^\s\[\]]+\.(?:pdf|docx|txt|md)\b", re.I)
+
+
+def copies_prompt(answer: str, answers: list[str]) -> bool:
+    """Whether an answer is a dump of the prompt rather than an answer (a reward hack: pasting
+    every passage "contains" the gold answer and cites the gold passage): it carries the
+    prompt's labels or a source header line, or it is far longer than any acceptable answer
+    (more than 3x the longest + 80 characters, citation markers left out).
+
+    >>> copies_prompt("全国人民代表大会每届任期五年。[1]", ["五年"])
+    False
+    >>> copies_prompt("资料：[1] 宪法.pdf, p. 12 全国人民代表大会每届任期五年。", ["五年"])
+    True
+    >>> copies_prompt("全国人民代表大会每届任期五年。" * 8, ["五年"])
+    True
+    """
+    if any(label in answer for label in _PROMPT_LABELS) or _SOURCE_HEADER.search(answer):
+        return True
+    body = normalize_text(re.sub(r"\[\d+\]", "", answer))
+    return len(body) > 3 * max((len(normalize_text(a)) for a in answers), default=0) + 80
+
+
 # -- reward functions ---------------------------------------------------------------------------
 
 def grounded_answer(prompts, completions, **kwargs) -> list[float | None]:
@@ -197,7 +220,7 @@ def grounded_answer(prompts, completions, **kwargs) -> list[float | None]:
     for ans, answers, gold, _sup, k in _rows(completions, kwargs):
         if not k or not gold or not answers:
             out.append(None)
-        elif is_refusal(ans):
+        elif is_refusal(ans) or copies_prompt(ans, answers):
             out.append(0.0)
         else:
             out.append(max(answer_score(ans, a) for a in answers))
@@ -207,8 +230,9 @@ def grounded_answer(prompts, completions, **kwargs) -> list[float | None]:
 def citation(prompts, completions, **kwargs) -> list[float | None]:
     """Citation F1 on answerable grounded tasks: precision = share of cited ``[n]`` that are in
     ``support`` (citing a passage without the answer costs), recall = 1 when the gold passage
-    (or another supporting one) is cited; reward = 2PR/(P+R), 0.0 without any citation or for a
-    refusal. None for unanswerable tasks and non-grounded rows.
+    (or another supporting one) is cited; reward = 2PR/(P+R), 0.0 without any citation, for a
+    refusal, for a wrong answer (a citation vouches for the answer given) and for a prompt dump
+    (:func:`copies_prompt`). None for unanswerable tasks and non-grounded rows.
 
     ===========================  =======  =======  =====
     answer                       gold     support  value
@@ -224,14 +248,15 @@ def citation(prompts, completions, **kwargs) -> list[float | None]:
     [1.0, 0.667, 0.0, 0.0]
     """
     out = []
-    for ans, _answers, gold, sup, k in _rows(completions, kwargs):
+    for ans, answers, gold, sup, k in _rows(completions, kwargs):
         if not k or not gold:
             out.append(None)
             continue
         cited = cited_numbers(ans, k)
         good = set(sup) | {gold}
         hits = sum(c in good for c in cited)
-        if not cited or not hits or is_refusal(ans):
+        wrong = answers and (copies_prompt(ans, answers) or not max(answer_score(ans, a) for a in answers))
+        if not cited or not hits or is_refusal(ans) or wrong:
             out.append(0.0)
             continue
         precision, recall = hits / len(cited), 1.0
@@ -260,18 +285,20 @@ def refusal(prompts, completions, **kwargs) -> list[float | None]:
 def answer_format(prompts, completions, **kwargs) -> list[float | None]:
     """The product's answer format (:data:`models.prompts.SYSTEM`): an optional
     ``<think>…</think>`` then one non-empty ``<answer>…</answer>`` and nothing else: 1.0; an
-    ``<answer>`` block with text around it: 0.5; no ``<answer>`` block: 0.0. None for
-    non-grounded rows.
+    ``<answer>`` block with text around it: 0.5; no ``<answer>`` block, an empty one or a prompt
+    dump (:func:`copies_prompt`): 0.0. None for non-grounded rows.
 
     >>> answer_format(None, ["<think>a</think><answer>b [1]</answer>", "<answer>b</answer>", "x <answer>b</answer> y",
     ...                      "b [1]"], n_passages=[3] * 4)
     [1.0, 1.0, 0.5, 0.0]
     """
     out = []
-    for c, (_ans, _a, _g, _s, k) in zip(completions, _rows(completions, kwargs), strict=True):
+    for c, (ans, answers, _g, _s, k) in zip(completions, _rows(completions, kwargs), strict=True):
         text = completion_text(c)
         if not k:
             out.append(None)
+        elif copies_prompt(ans, answers) or not ans.strip():
+            out.append(0.0)
         elif _FORMAT_RE.match(text):
             out.append(1.0)
         else:
