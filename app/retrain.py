@@ -381,7 +381,7 @@ class RetrainDialog(tk.Toplevel):
     # -- following a run ---------------------------------------------------------------
     def _reopen(self) -> None:
         """Find a running run (else the newest) in the runs folder and show it."""
-        runs = jobs.list_runs(self.settings)
+        runs = report.list_runs(self.settings)
         live = [r for r in runs if r.status in ("starting", "running", "stopping")]
         pick = (live or runs or [None])[0]
         if pick is not None:
@@ -453,7 +453,7 @@ class RetrainDialog(tk.Toplevel):
         self.plot.show(self.rows)
 
     def _refresh_history(self) -> None:
-        self.history.show(jobs.list_runs(self.settings))
+        self.history.show(report.list_runs(self.settings))
 
     def _history_chosen(self) -> None:
         sel = self.history.selection()

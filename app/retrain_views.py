@@ -208,7 +208,7 @@ class HistoryTable(ttk.Treeview):
             self.column(col, width=width, anchor="w")
 
     def show(self, runs) -> None:
-        """``runs``: :class:`trainer.jobs.RunInfo` list (newest first)."""
+        """``runs``: :class:`trainer.jobs_report.RunInfo` list (newest first)."""
         self.delete(*self.get_children())
         for r in runs:
             steps = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)

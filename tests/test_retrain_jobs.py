@@ -68,7 +68,7 @@ def test_run_completes_and_history_has_its_numbers(settings, recipe, monkeypatch
     series = report.reward_series(rows)
     assert set(series) == {"reward", "accuracy", "format"} and series["reward"][0] == [1, 2, 3, 4]
     assert report.accuracy_series(rows) == ([2, 4], [0.5, 1.0])
-    [info] = jobs.list_runs(settings)
+    [info] = report.list_runs(settings)
     assert (info.name, info.status, info.step, info.total_steps, info.best_accuracy) == \
         ("r1", "finished", 4, 4, 1.0)
     with pytest.raises(FileExistsError, match="r1"):

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -427,55 +426,6 @@ def train_command(recipe: Path, model: str, run_dir: Path, *, dataset=None, max_
     if allow_cpu:
         cmd.append("--allow-cpu")
     return cmd
-
-
-# -- history -------------------------------------------------------------------------------
-@dataclass
-class RunInfo:
-    """One row of the run history (see :func:`list_runs`)."""
-
-    name: str
-    path: Path
-    status: str
-    model: str = ""
-    recipe: str = ""
-    started: str = ""
-    ended: str = ""
-    step: int = 0
-    total_steps: int = 0
-    last_reward: float | None = None
-    best_accuracy: float | None = None
-    final_eval: dict = field(default_factory=dict)
-
-
-def run_info(run_dir: str | Path) -> RunInfo:
-    """Summarize a run folder: run.json, progress.jsonl, eval.json / compare.json."""
-    from trainer.jobs_report import accuracy_series, eval_metrics
-
-    job = TrainingJob.attach(run_dir)
-    meta, rows = job.info(), job.progress()
-    _, accs = accuracy_series(rows)
-    last = rows[-1] if rows else {}
-    final = eval_metrics(_read_json(job.run_dir / "eval.json"))
-    compare = _read_json(job.run_dir / "compare.json")
-    if not final and compare:
-        final = compare.get("trained", {})
-    recipe = meta.get("recipe", "")
-    if isinstance(recipe, dict):
-        recipe = recipe.get("name") or recipe.get("path", "")
-    return RunInfo(
-        name=job.name, path=job.run_dir, status=job.status(),
-        model=str((meta.get("args") or {}).get("model") or meta.get("model") or ""),
-        recipe=Path(str(recipe)).stem if recipe else "", started=meta.get("started", ""),
-        ended=meta.get("ended") or "", step=int(last.get("step") or 0),
-        total_steps=int(last.get("total_steps") or 0), last_reward=last.get("reward"),
-        best_accuracy=max(accs) if accs else meta.get("best_eval_accuracy"), final_eval=final)
-
-
-def list_runs(settings) -> list[RunInfo]:
-    """All runs under ``settings.runs_dir`` (folders with run.json), newest first."""
-    runs = [run_info(d) for d in Path(settings.runs_dir).iterdir() if (d / "run.json").is_file()]
-    return sorted(runs, key=lambda r: (r.started, r.name), reverse=True)
 
 
 def list_recipes() -> list[dict]:

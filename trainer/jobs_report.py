@@ -15,9 +15,10 @@ import json
 import shutil
 import signal
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.jobs import ROOT, _env, _signal_group, _tail_lines, trainer_launcher
+from trainer.jobs import ROOT, TrainingJob, _env, _read_json, _signal_group, _tail_lines, trainer_launcher
 
 
 def latest_per_step(rows: list[dict]) -> list[dict]:
@@ -215,3 +216,50 @@ class EvalJob:
             except subprocess.TimeoutExpired:
                 _signal_group(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+
+
+# -- history -------------------------------------------------------------------------------
+@dataclass
+class RunInfo:
+    """One row of the run history (see :func:`list_runs`)."""
+
+    name: str
+    path: Path
+    status: str
+    model: str = ""
+    recipe: str = ""
+    started: str = ""
+    ended: str = ""
+    step: int = 0
+    total_steps: int = 0
+    last_reward: float | None = None
+    best_accuracy: float | None = None
+    final_eval: dict = field(default_factory=dict)
+
+
+def run_info(run_dir: str | Path) -> RunInfo:
+    """Summarize a run folder: run.json, progress.jsonl, eval.json / compare.json."""
+    job = TrainingJob.attach(run_dir)
+    meta, rows = job.info(), job.progress()
+    _, accs = accuracy_series(rows)
+    last = rows[-1] if rows else {}
+    final = eval_metrics(_read_json(job.run_dir / "eval.json"))
+    compare = _read_json(job.run_dir / "compare.json")
+    if not final and compare:
+        final = compare.get("trained", {})
+    recipe = meta.get("recipe", "")
+    if isinstance(recipe, dict):
+        recipe = recipe.get("name") or recipe.get("path", "")
+    return RunInfo(
+        name=job.name, path=job.run_dir, status=job.status(),
+        model=str((meta.get("args") or {}).get("model") or meta.get("model") or ""),
+        recipe=Path(str(recipe)).stem if recipe else "", started=meta.get("started", ""),
+        ended=meta.get("ended") or "", step=int(last.get("step") or 0),
+        total_steps=int(last.get("total_steps") or 0), last_reward=last.get("reward"),
+        best_accuracy=max(accs) if accs else meta.get("best_eval_accuracy"), final_eval=final)
+
+
+def list_runs(settings) -> list[RunInfo]:
+    """All runs under ``settings.runs_dir`` (folders with run.json), newest first."""
+    runs = [run_info(d) for d in Path(settings.runs_dir).iterdir() if (d / "run.json").is_file()]
+    return sorted(runs, key=lambda r: (r.started, r.name), reverse=True)
