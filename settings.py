@@ -54,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "think": True,                     # ask the model for <think> reasoning before <answer>
     "refusal": "在知识库「{kb}」中没有找到相关内容。/ Nothing relevant was found in the knowledge base \"{kb}\".",
     "history_turns": 4,                # earlier turns offered to the model for follow-ups
+    "passage_sentences": 0,            # 0: the model sees whole chunks; N: best-matching sentence +- N sentences
+    "source_order": "best_first",      # best_first | best_last (best passage next to the question)
+    "extractive_fallback": False,      # answer unsupported by every passage -> show the best passage sentence as a quote
     # app
     "ui_language": "zh",               # zh | en
     # voice

@@ -204,6 +204,8 @@ def run(args, home: Path) -> dict:
         mark = ("R" if res["refused"] else "-") if not res["answerable"] else \
                ("✓" if res["correct_and_cited"] else ("c" if res["correct"] else "✗"))
         log(f"[{i}/{len(rows)}] {mark} {res['seconds']:.0f}s {row['question'][:40]} -> {res['answer'][:60]!r}")
+        if args.out:  # partial results survive a run stopped early
+            save(args.out, {"partial": True, "rows_done": i, "summary": scoring.summarize(out_rows), "rows": out_rows})
     answers.clear_history(kb)
     keys = ("embedding_model", "model", "backend", "top_k", "temperature", "think", "max_new_tokens",
             "relevance_floor", "context_tokens")
@@ -212,6 +214,14 @@ def run(args, home: Path) -> dict:
             "summary": scoring.summarize(out_rows), "per_kind": per_kind(out_rows),
             "median_seconds": statistics.median(r["seconds"] for r in out_rows) if out_rows else None,
             "rows": out_rows}
+
+
+def save(path: Path, result: dict) -> None:
+    """Write ``result`` (plus the machine) as JSON to ``path`` (folders created)."""
+    from bench.common import machine
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**result, "machine": machine()}, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
 def report(result: dict) -> str:
@@ -242,11 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         with temp_home("tqts-answers-") as home:
             result = run(args, home)
     if args.out:
-        from bench.common import machine
-
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({**result, "machine": machine()}, ensure_ascii=False, indent=1),
-                            encoding="utf-8")
+        save(args.out, result)
     emit(result, report(result), args.json)
     return 0
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from models import passages as passages_mod
 from models import prompts
 from models.backend import BackendError, ChatBackend, GenerationSettings
 from models.registry import slug
@@ -61,6 +62,7 @@ class AnswerResult:
     cited: list[int] = field(default_factory=list)
     error: str = ""
     cited_inferred: bool = False   # True when no [n] was written and the citation was inferred
+    model_answer: str = ""         # the model's own text when the extractive fallback replaced it
 
 
 def history_file(history_dir: Path, kb: str) -> Path:
@@ -160,7 +162,15 @@ class AnswerService:
             else:
                 break
         kept = [Source(i, s.source, s.page, s.text, s.score, s.section) for i, s in enumerate(kept, 1)]
+        kept = self._shape(question, kept)
         return render(kept), kept
+
+    def _shape(self, question: str, kept: list[Source]) -> list[Source]:
+        """Sentence windows and prompt order of the kept sources, renumbered 1..k
+        (``passage_sentences``, ``source_order``: see models/passages.py)."""
+        s = self.settings
+        return passages_mod.shape(question, kept, sentences_each_side=int(getattr(s, "passage_sentences", 0)),
+                                  order=getattr(s, "source_order", "best_first"))
 
     @staticmethod
     def _fit_history(history: list[dict], backend: ChatBackend, budget: int) -> list[dict]:
@@ -238,12 +248,32 @@ class AnswerService:
         if not result.answer and result.reasoning:  # "<think>" never closed: show it as the answer
             result.answer = result.reasoning
             yield AnswerEvent("answer", text=result.answer)
+        yield from self._fallback(result)
         yield from self._cite(result)
         tokens = getattr(backend, "last_completion_tokens", None) or (
             backend.count_tokens("".join(raw)) if raw else 0)
         result.timings.update(
             ttft_ms=round((first - start) * 1000, 1) if first else None, tokens=tokens,
             tok_per_s=round((tokens - 1) / (end - first), 2) if first and tokens > 1 and end > first else None)
+
+    def _fallback(self, result: AnswerResult) -> Iterator[AnswerEvent]:
+        """``extractive_fallback``: an answer no passage supports (models/extractive.py) is
+        replaced by the passage sentence that best matches the question, labelled as a quote
+        (the model's text stays in ``result.model_answer``); a "资料中没有" answer is kept."""
+        from models import extractive
+
+        if not getattr(self.settings, "extractive_fallback", False) or not result.answer or not result.sources:
+            return
+        texts = [s.text for s in result.sources]
+        if _says_not_in_sources(result.answer) or extractive.supported(result.answer, result.question, texts):
+            return
+        n, sentence = extractive.best_quote(result.question, texts)
+        if not n:
+            return
+        result.model_answer = result.answer
+        result.answer = extractive.quote_answer(result.question, sentence, n,
+                                                prompts.detect_language(result.question))
+        yield AnswerEvent("answer", text="\n" + result.answer)
 
     @staticmethod
     def _cite(result: AnswerResult) -> Iterator[AnswerEvent]:
@@ -318,6 +348,12 @@ def _message(e: Exception) -> str:
     if isinstance(e, (BackendError, OSError, RuntimeError, ValueError)):
         return str(e)
     return f"{type(e).__name__}: {e}"
+
+
+def _says_not_in_sources(answer: str) -> bool:
+    """True when the answer is the model's "not in the sources" reply (models.prompts.NOT_IN_SOURCES)."""
+    flat = answer.strip().lower().rstrip("。.")
+    return any(flat.startswith(v.lower().rstrip("。.")) for v in prompts.NOT_IN_SOURCES.values())
 
 
 def _count(backend: ChatBackend, messages: list[dict]) -> int:
