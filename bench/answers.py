@@ -129,7 +129,9 @@ def ask_row(answers, kb_service, kb: str, row: dict, think: bool) -> dict:
             "followup": bool(row.get("history")), "answer": r.answer, "gate_refused": r.refused,
             "error": r.error, "cited": [{"n": s.n, "source": Path(s.source).name, "page": s.page}
                                         for s in r.sources if s.n in r.cited],
-            "cited_inferred": getattr(r, "cited_inferred", False), **scores,
+            "cited_inferred": getattr(r, "cited_inferred", False),
+            "model_answer": getattr(r, "model_answer", ""),  # set when the extractive fallback replaced it
+            "sources": [{"n": s.n, "source": Path(s.source).name, "page": s.page} for s in r.sources], **scores,
             "ttft_ms": r.timings.get("ttft_ms"), "tok_per_s": r.timings.get("tok_per_s"),
             "seconds": round(seconds, 1)}
 

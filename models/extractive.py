@@ -67,7 +67,8 @@ def supported(answer: str, question: str, texts: list[str]) -> bool:
 
 def best_quote(question: str, texts: list[str]) -> tuple[int, str]:
     """``(1-based passage index, sentence)``: the sentence of all passages sharing the most
-    words/bigrams with the question (earlier passages win ties); ``(0, "")`` when none shares any.
+    words/bigrams with the question (ties: the shorter sentence, then the earlier passage);
+    ``(0, "")`` when none shares any.
     """
     q = _units(question)
     best = (0, 0, "")
@@ -77,7 +78,7 @@ def best_quote(question: str, texts: list[str]) -> tuple[int, str]:
             continue
         s = parts[best_sentence(question, text)]
         score = len(q & _units(s))
-        if score > best[0]:
+        if score > best[0] or (score == best[0] and score and len(s) < len(best[2])):
             best = (score, i, s)
     return best[1], best[2]
 

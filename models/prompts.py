@@ -13,33 +13,32 @@ from pathlib import Path
 #: The reply a model gives when the sources do not hold the answer (recognised as a refusal).
 NOT_IN_SOURCES = {"zh": "资料中没有。", "en": "Not in the sources."}
 
-# The format example is a placeholder, never a fact: a 0.5B model copied the old example
-# sentence ("城市的土地属于国家所有[2]") into answers to questions the sources could not answer.
+# No example answer: a 0.5B model copied the old example sentence ("城市的土地属于国家所有[2]")
+# into answers to questions the sources could not answer; only the citation form "[2]" is shown.
+# "简短 / short" made it answer with an article label ("第四条"): one complete sentence instead.
 SYSTEM = {
     ("zh", True): (
         "你是一个基于知识库回答问题的助手。只根据用户给出的编号资料回答。"
-        "先在 <think> 和 </think> 之间简要推理，再在 <answer> 和 </answer> 之间用中文给出简短的答案，"
-        "尽量用资料中的原话，并在句末用方括号标出所依据资料的编号。"
-        "如果资料中没有答案，答案只写“资料中没有。”"
-        "格式：<think>……</think><answer>……[编号]。</answer>"),
+        "先在 <think> 和 </think> 之间简要推理，再在 <answer> 和 </answer> 之间用一句完整的中文句子回答问题，"
+        "照抄资料中回答问题的原话，并在句末用方括号标出所依据资料的编号，例如 [2]。"
+        "资料里没有答案时，只回答“资料中没有。”"),
     ("zh", False): (
         "你是一个基于知识库回答问题的助手。只根据用户给出的编号资料回答。"
-        "不要写推理过程，直接在 <answer> 和 </answer> 之间用中文给出简短的答案，"
-        "尽量用资料中的原话，并在句末用方括号标出所依据资料的编号。"
-        "如果资料中没有答案，答案只写“资料中没有。”"
-        "格式：<answer>……[编号]。</answer>"),
+        "不要写推理过程，直接在 <answer> 和 </answer> 之间用一句完整的中文句子回答问题，"
+        "照抄资料中回答问题的原话，并在句末用方括号标出所依据资料的编号，例如 [2]。"
+        "资料里没有答案时，只回答“资料中没有。”"),
     ("en", True): (
         "You answer questions from a knowledge base, using only the numbered sources the user gives. "
-        "First reason briefly between <think> and </think>, then give a short answer in English "
-        "between <answer> and </answer>, in the words of the source, citing it as [n]. "
-        "If the sources do not contain the answer, answer only \"Not in the sources.\" "
-        "Format: <think>...</think><answer>... [n].</answer>"),
+        "First reason briefly between <think> and </think>, then answer between <answer> and </answer> "
+        "in one complete English sentence, copying the words of the source that answer the question, "
+        "and cite the source number in brackets at the end, e.g. [2]. "
+        "If the sources do not contain the answer, answer only \"Not in the sources.\""),
     ("en", False): (
         "You answer questions from a knowledge base, using only the numbered sources the user gives. "
-        "Without reasoning, give a short answer in English between <answer> and </answer>, "
-        "in the words of the source, citing it as [n]. "
-        "If the sources do not contain the answer, answer only \"Not in the sources.\" "
-        "Format: <answer>... [n].</answer>"),
+        "Without reasoning, answer between <answer> and </answer> in one complete English sentence, "
+        "copying the words of the source that answer the question, and cite the source number in "
+        "brackets at the end, e.g. [2]. "
+        "If the sources do not contain the answer, answer only \"Not in the sources.\""),
 }
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -66,10 +65,10 @@ def user_message(question: str, blocks: list[str], think: bool = True) -> str:
     """The user turn: the numbered source blocks, then the question and a one-line reminder of
     the rules (a 0.5B model follows the end of its prompt best; ``think`` kept for callers)."""
     if detect_language(question) == "zh":
-        head, ask, rule = "资料：", "问题：", "（只根据以上资料简短回答并标出编号；资料中没有答案就回答“资料中没有。”）"
+        head, ask, rule = "资料：", "问题：", "（用一句完整的话回答，照抄资料原话，句末标出资料编号；资料中没有答案就回答“资料中没有。”）"
     else:
-        head, ask, rule = ("Sources:", "Question: ", "(Answer briefly from the sources above and cite [n]; "
-                           "if they do not contain the answer, say \"Not in the sources.\")")
+        head, ask, rule = ("Sources:", "Question: ", "(Answer in one complete sentence in the words of the "
+                           "sources above and cite [n]; if they do not contain the answer, say \"Not in the sources.\")")
     return f"{head}\n\n" + "\n\n".join(blocks) + f"\n\n{ask}{question}\n{rule}"
 
 

@@ -94,7 +94,7 @@ def test_events_order_sources_citations_and_prompt(settings):
     assert r.cited == [2] and r.sources[1].page == 12 and not r.refused
     assert r.timings["tokens"] > 0 and r.timings["ttft_ms"] is not None and r.timings["retrieve_ms"] >= 0
     system, user = backend.calls[0][0]["content"], backend.calls[0][-1]["content"]
-    assert "<think>" in system and "中文" in system and "[编号]" in system  # language, R1 tags, format
+    assert "<think>" in system and "中文" in system and "[2]" in system  # language, R1 tags, citation form
     assert "资料中没有" in system and "土地" not in system  # a refusal phrase; no fact to copy as an example
     assert "[1] 宪法-1.pdf, p. 11" in user and "[3] 宪法-3.pdf, p. 13" in user
     assert user.splitlines()[-2] == "问题：国家机构实行什么原则？" and "资料中没有" in user.splitlines()[-1]
