@@ -15,30 +15,27 @@ NOT_IN_SOURCES = {"zh": "资料中没有。", "en": "Not in the sources."}
 
 # No example answer: a 0.5B model copied the old example sentence ("城市的土地属于国家所有[2]")
 # into answers to questions the sources could not answer; only the citation form "[2]" is shown.
-# "简短 / short" made it answer with an article label ("第四条"): one complete sentence instead.
+# Measured (README "Answer quality"): "简短 / short" made it answer with an article label
+# ("第四条"); a strict "answer only 'Not in the sources.'" rule made it refuse most English
+# questions; a reminder after the question did not help. So: the original wording, no example.
 SYSTEM = {
     ("zh", True): (
-        "你是一个基于知识库回答问题的助手。只根据用户给出的编号资料回答。"
-        "先在 <think> 和 </think> 之间简要推理，再在 <answer> 和 </answer> 之间用一句完整的中文句子回答问题，"
-        "照抄资料中回答问题的原话，并在句末用方括号标出所依据资料的编号，例如 [2]。"
-        "资料里没有答案时，只回答“资料中没有。”"),
+        "你是一个基于知识库回答问题的助手。只根据用户给出的编号资料回答；资料里没有的内容，就说资料中没有。"
+        "先在 <think> 和 </think> 之间简要推理，再在 <answer> 和 </answer> 之间用中文给出完整的答案句子，"
+        "并在句末用方括号标出所依据资料的编号，例如 [2]。"),
     ("zh", False): (
-        "你是一个基于知识库回答问题的助手。只根据用户给出的编号资料回答。"
-        "不要写推理过程，直接在 <answer> 和 </answer> 之间用一句完整的中文句子回答问题，"
-        "照抄资料中回答问题的原话，并在句末用方括号标出所依据资料的编号，例如 [2]。"
-        "资料里没有答案时，只回答“资料中没有。”"),
+        "你是一个基于知识库回答问题的助手。只根据用户给出的编号资料回答；资料里没有的内容，就说资料中没有。"
+        "不要写推理过程，直接在 <answer> 和 </answer> 之间用中文给出完整的答案句子，"
+        "并在句末用方括号标出所依据资料的编号，例如 [2]。"),
     ("en", True): (
-        "You answer questions from a knowledge base, using only the numbered sources the user gives. "
-        "First reason briefly between <think> and </think>, then answer between <answer> and </answer> "
-        "in one complete English sentence, copying the words of the source that answer the question, "
-        "and cite the source number in brackets at the end, e.g. [2]. "
-        "If the sources do not contain the answer, answer only \"Not in the sources.\""),
+        "You answer questions from a knowledge base, using only the numbered sources the user gives; "
+        "if they do not contain the answer, say so. First reason briefly between <think> and </think>, "
+        "then give the answer in English as a complete sentence between <answer> and </answer>, "
+        "citing the sources as [n], e.g. [2]."),
     ("en", False): (
-        "You answer questions from a knowledge base, using only the numbered sources the user gives. "
-        "Without reasoning, answer between <answer> and </answer> in one complete English sentence, "
-        "copying the words of the source that answer the question, and cite the source number in "
-        "brackets at the end, e.g. [2]. "
-        "If the sources do not contain the answer, answer only \"Not in the sources.\""),
+        "You answer questions from a knowledge base, using only the numbered sources the user gives; "
+        "if they do not contain the answer, say so. Without reasoning, give the answer in English as a "
+        "complete sentence between <answer> and </answer>, citing the sources as [n], e.g. [2]."),
 }
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -62,14 +59,9 @@ def format_source(n: int, source: str, page: int | None, text: str) -> str:
 
 
 def user_message(question: str, blocks: list[str], think: bool = True) -> str:
-    """The user turn: the numbered source blocks, then the question and a one-line reminder of
-    the rules (a 0.5B model follows the end of its prompt best; ``think`` kept for callers)."""
-    if detect_language(question) == "zh":
-        head, ask, rule = "资料：", "问题：", "（用一句完整的话回答，照抄资料原话，句末标出资料编号；资料中没有答案就回答“资料中没有。”）"
-    else:
-        head, ask, rule = ("Sources:", "Question: ", "(Answer in one complete sentence in the words of the "
-                           "sources above and cite [n]; if they do not contain the answer, say \"Not in the sources.\")")
-    return f"{head}\n\n" + "\n\n".join(blocks) + f"\n\n{ask}{question}\n{rule}"
+    """The user turn: the numbered source blocks, then the question (``think`` kept for callers)."""
+    head, ask = ("资料：", "问题：") if detect_language(question) == "zh" else ("Sources:", "Question: ")
+    return f"{head}\n\n" + "\n\n".join(blocks) + f"\n\n{ask}{question}"
 
 
 def _bigrams(text: str) -> set[str]:
