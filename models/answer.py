@@ -258,8 +258,9 @@ class AnswerService:
 
     def _fallback(self, result: AnswerResult) -> Iterator[AnswerEvent]:
         """``extractive_fallback``: an answer no passage supports (models/extractive.py) is
-        replaced by the passage sentence that best matches the question, labelled as a quote
-        (the model's text stays in ``result.model_answer``); a "资料中没有" answer is kept."""
+        replaced by the passage sentence that best matches the question, labelled as a quote, or
+        by "资料中没有。" when no sentence matches the question well (the model's text stays in
+        ``result.model_answer``); a "资料中没有" answer is kept."""
         from models import extractive
 
         if not getattr(self.settings, "extractive_fallback", False) or not result.answer or not result.sources:
@@ -268,11 +269,12 @@ class AnswerService:
         if _says_not_in_sources(result.answer) or extractive.supported(result.answer, result.question, texts):
             return
         n, sentence = extractive.best_quote(result.question, texts)
-        if not n:
-            return
+        lang = prompts.detect_language(result.question)
         result.model_answer = result.answer
-        result.answer = extractive.quote_answer(result.question, sentence, n,
-                                                prompts.detect_language(result.question))
+        if not n:  # no passage sentence matches the question either: the sources do not have it
+            result.answer = prompts.NOT_IN_SOURCES[lang]
+        else:
+            result.answer = extractive.quote_answer(result.question, sentence, n, lang)
         yield AnswerEvent("answer", text="\n" + result.answer)
 
     @staticmethod

@@ -17,6 +17,13 @@ from models.passages import best_sentence, sentences
 
 #: least share of the answer's added bigrams/words one passage must hold.
 SUPPORT_SHARE = 0.5
+#: least share of the question's words/bigrams the quoted sentence must hold; below it the
+#: fallback answers "资料中没有" instead (nothing in the passages matches the question).
+QUOTE_MIN_SHARE = 0.35
+#: lead-ins that say nothing about the sources' content ("根据资料中的信息，", "According to the sources,").
+_LEAD_IN = re.compile(r"^\s*(?:(?:根据|依据|按照)(?:所给|提供的|以上|给出的)?的?(?:资料|材料|信息|内容|文档)(?:中|里)?的?(?:内容|信息)?[，,：:]?"
+                      r"|(?:according to|based on)(?: the)?(?: information)?(?: provided)?(?: in)?(?: the)?"
+                      r" (?:sources?|paper|documents?|information|context)(?: provided)?,?\s*)", re.IGNORECASE)
 QUOTE_LABEL = {"zh": "资料原文：", "en": "From the source: "}
 
 _MARK = re.compile(r"\[\d{1,3}(?:\s*[,，、]\s*\d{1,3})*\]")
@@ -44,11 +51,14 @@ def supported(answer: str, question: str, texts: list[str]) -> bool:
 
     >>> supported("国家机构实行民主集中制的原则[1]。", "国家机构实行什么原则？", ["实行民主集中制的原则。"])
     True
+    >>> supported("根据资料中的信息，国家机构实行民主集中制的原则。", "国家机构实行什么原则？", ["实行民主集中制的原则。"])
+    True
     >>> supported("根本制度是根本制度。", "根本制度是什么？", ["社会主义制度是根本制度。"])
     False
     >>> supported("It follows ColBert [2].", "Which model does it follow?", ["Following ColBert, we use"])
     True
     """
+    answer = _LEAD_IN.sub("", answer)
     qchars = set(_norm(question))
     added = {u for u in _units(answer) - _units(question)
              if not (_HAN.match(u) and set(u) <= qchars)}  # a bigram of question characters adds nothing
@@ -68,7 +78,12 @@ def supported(answer: str, question: str, texts: list[str]) -> bool:
 def best_quote(question: str, texts: list[str]) -> tuple[int, str]:
     """``(1-based passage index, sentence)``: the sentence of all passages sharing the most
     words/bigrams with the question (ties: the shorter sentence, then the earlier passage);
-    ``(0, "")`` when none shares any.
+    ``(0, "")`` when none shares at least :data:`QUOTE_MIN_SHARE` of the question's.
+
+    >>> best_quote("首都是哪里？", ["国旗是五星红旗。", "首都是北京。"])
+    (2, '首都是北京。')
+    >>> best_quote("珠穆朗玛峰有多高？", ["首都是北京。"])
+    (0, '')
     """
     q = _units(question)
     best = (0, 0, "")
@@ -80,6 +95,8 @@ def best_quote(question: str, texts: list[str]) -> tuple[int, str]:
         score = len(q & _units(s))
         if score > best[0] or (score == best[0] and score and len(s) < len(best[2])):
             best = (score, i, s)
+    if not q or best[0] / len(q) < QUOTE_MIN_SHARE:
+        return 0, ""
     return best[1], best[2]
 
 

@@ -79,3 +79,11 @@ def test_service_shows_windows_best_last(settings, page4):
     assert user.index("[1] 其他.pdf") < user.index("[2] 宪法.pdf, p. 4")     # best passage last
     assert "实行民主集中制的原则" in user and "第五条" not in user           # window, not the page
     assert r.cited == [2] and r.sources[1].source == "/docs/宪法.pdf"
+
+
+def test_fallback_says_not_in_sources_when_no_sentence_matches_the_question(settings, page4):
+    settings.set("extractive_fallback", True, persist=False)
+    svc = AnswerService(settings, FakeKB(_hits(page4)),
+                        backend=ScriptedBackend(["<answer>珠穆朗玛峰的海拔是1000米[1]。</answer>"]))
+    r = svc.answer("珠穆朗玛峰的海拔是多少米？", think=False)
+    assert r.answer == "资料中没有。" and r.model_answer.startswith("珠穆朗玛峰")
