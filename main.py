@@ -3,7 +3,7 @@
     python main.py                      open the desktop app
     python main.py ingest PATH...       add files/folders to a knowledge base
     python main.py search QUERY         hybrid search
-    python main.py kb list|docs|remove  manage knowledge bases
+    python main.py kb list|docs|remove|reembed  manage knowledge bases
     python main.py ask QUESTION         a streamed, cited answer
     python main.py models ...           list/import/pull/use/export-ollama
     python main.py voice pull LANG      fetch a vosk model (online users)
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = kb.add_parser("docs", help="documents of a knowledge base")
     s.add_argument("--kb")
     s.add_argument("--json", action="store_true")
+    s = kb.add_parser("reembed", help="re-embed a knowledge base with the current embedding_model")
+    s.add_argument("--kb")
     s = kb.add_parser("remove", help="remove a document (path, file name or sha256 prefix)")
     s.add_argument("--kb")
     s.add_argument("doc")
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="registry name or folder (default: the active model)")
     s.add_argument("--no-think", action="store_true", help="ask for the answer without reasoning")
     s.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    s.add_argument("--chat", action="store_true",
+                   help="offer the earlier turns to the model for every question (default: only for follow-ups)")
     s.add_argument("--voice-in", metavar="WAV", help="take the question from a WAV file")
     s.add_argument("--speak", action="store_true", help="read the answer aloud")
     s.add_argument("--speak-to", metavar="WAV", help="write the spoken answer to a WAV file")

@@ -27,14 +27,15 @@ import yaml
 DEFAULTS: dict[str, Any] = {
     # knowledge base
     "default_kb": "default",           # knowledge base used when --kb is not given
-    "embedding_model": "BAAI/bge-small-zh-v1.5",  # hub id or local sentence-transformers folder
+    "embedding_model": "intfloat/multilingual-e5-small",  # hub id or local sentence-transformers folder (see README kb)
     "embedding_batch_size": 32,        # chunks per encode() call
     "embedding_dtype": "auto",         # auto (bfloat16 on CUDA / CPUs with native bf16, else float32) | float32 | bfloat16
     "query_instruction": "auto",       # "auto": the model's known instruction (bge-*-zh), "" for none
     "chunk_size": 500,                 # characters (not tokens) per chunk
     "chunk_overlap": 80,               # characters shared by consecutive chunks
+    "chunk_headers": True,             # index each chunk with its document title + section (not shown as its text)
     "top_k": 5,                        # hits returned by search / used by answers
-    "relevance_floor": 0.30,           # min cosine similarity of the best vector hit to count as relevant
+    "relevance_floor": 0.30,           # `search` only: cosine marking weak hits (answers use kb/relevance.py's calibrated gate)
     "ocr_engine": "auto",              # auto | rapidocr | tesseract | none
     "ocr_languages": "chi_sim+eng",    # tesseract language string
     "reranker_model": "",              # optional cross-encoder folder / hub id ("" = off)
@@ -52,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "repetition_penalty": 1.05,
     "context_tokens": 4096,            # prompt + answer budget, in the model's own tokens
     "think": True,                     # ask the model for <think> reasoning before <answer>
-    "refusal": "在知识库「{kb}」中没有找到相关内容。/ Nothing relevant was found in the knowledge base \"{kb}\".",
+    "refusal": "",                     # text when nothing is relevant ({kb}: its name); "" = built-in, in ui_language
     "history_turns": 4,                # earlier turns offered to the model for follow-ups
     "passage_sentences": 0,            # 0: the model sees whole chunks; N: best-matching sentence +- N sentences
     "source_order": "best_first",      # best_first | best_last (best passage next to the question)

@@ -147,6 +147,13 @@ class ChatPanel(ttk.Frame):
 
     def _done(self, t: int, result) -> None:
         refused = bool(getattr(result, "refused", False))
+        if result is not None and getattr(result, "answer", "") and not getattr(result, "error", ""):
+            if refused:
+                if result.sources:   # the model's own "not in the sources": an orange box too
+                    self.transcript.replace_answer(t, "ⓘ " + result.answer, "refusal")
+            elif result.answer != self.transcript.answers.get(t, ""):   # citations moved
+                self.transcript.replace_answer(t, result.answer)
+            self.transcript.set_citations(t, getattr(result, "citations", []))
         stopped = self.job is not None and self.job.cancel.is_set()
         note = self.tr("chat.stopped") if stopped else (
             self.tr("chat.cited_inferred") if getattr(result, "cited_inferred", False) else "")

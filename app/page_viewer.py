@@ -35,16 +35,39 @@ def passage_snippets(text: str, min_len: int = 6, max_len: int = 160, limit: int
 def find_passage(page, text: str, prefix: int = 40) -> list:
     """Rectangles on a PyMuPDF ``page`` covering the passage ``text`` (may be empty).
 
-    Each sentence is searched whole; when that fails (hyphenation, a formula, extraction
-    differences) its first ``prefix`` characters are searched instead.
+    Each sentence is searched whole, then whitespace-insensitively (:func:`find_loose`: a
+    "第三条　" sentence has U+3000 on the page, line breaks differ); when both fail
+    (hyphenation, a formula) its first ``prefix`` characters are searched the same two ways.
     """
     rects = []
     for snippet in passage_snippets(text):
-        found = page.search_for(snippet)
+        found = page.search_for(snippet) or find_loose(page, snippet)
         if not found and len(snippet) > prefix:
-            found = page.search_for(snippet[:prefix])
+            found = page.search_for(snippet[:prefix]) or find_loose(page, snippet[:prefix])
         rects.extend(found)
     return rects
+
+
+def find_loose(page, snippet: str) -> list:
+    """Rectangles of ``snippet`` on ``page`` ignoring all whitespace on both sides (one
+    rectangle per text line it covers), from the page's characters (``get_text("rawdict")``)."""
+    import pymupdf
+
+    target = re.sub(r"\s+", "", snippet)
+    if not target:
+        return []
+    chars = []   # (character, bbox, line id) of every non-space character, in reading order
+    for b, block in enumerate(page.get_text("rawdict")["blocks"]):
+        for li, line in enumerate(block.get("lines", [])):
+            for span in line["spans"]:
+                chars += [(c["c"], c["bbox"], (b, li)) for c in span["chars"] if not c["c"].isspace()]
+    at = "".join(c for c, _, _ in chars).find(target)
+    if at < 0:
+        return []
+    lines: dict = {}
+    for _, bbox, lid in chars[at:at + len(target)]:
+        lines[lid] = lines[lid] | pymupdf.Rect(bbox) if lid in lines else pymupdf.Rect(bbox)
+    return list(lines.values())
 
 
 def render_page(path: str, page: int, passage: str = "", zoom: float = 1.4) -> dict:

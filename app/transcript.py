@@ -34,6 +34,7 @@ class Transcript(ttk.Frame):
         self.tr, self.on_cite = tr, on_cite
         self.turn = 0
         self.sources: dict[int, dict[int, object]] = {}
+        self.citations: dict[int, dict[int, object]] = {}
         self.answers: dict[int, str] = {}
         self.text = tk.Text(self, wrap="word", state="disabled", padx=10, pady=8, relief="flat", width=40, height=10,
                             font="TkTextFont", cursor="arrow", spacing1=2, spacing3=2)
@@ -57,6 +58,8 @@ class Transcript(ttk.Frame):
         t.tag_configure("note", foreground="#555555", font=("TkDefaultFont", 9, "italic"))
         t.tag_configure("srchdr", foreground="#555555", font=("TkDefaultFont", 9, "bold"))
         t.tag_configure("source", foreground="#333333", lmargin1=12, lmargin2=24, font=("TkDefaultFont", 9))
+        t.tag_configure("quote", foreground="#2e4a2e", lmargin1=12, lmargin2=24, font=("TkDefaultFont", 9, "italic"))
+        t.tag_configure("unverified", foreground="#8a4b00", lmargin1=12, lmargin2=24, font=("TkDefaultFont", 9))
         t.tag_configure("cite", foreground="#0b57d0", underline=True)
         t.tag_raise("cite")
         t.tag_bind("cite", "<Button-1>", self._cite_clicked)
@@ -78,6 +81,7 @@ class Transcript(ttk.Frame):
         self.text.delete("1.0", "end")
         self.text.configure(state="disabled")
         self.sources.clear()
+        self.citations.clear()
         self.answers.clear()
 
     def note(self, text: str) -> None:
@@ -129,14 +133,49 @@ class Transcript(ttk.Frame):
             self.text.tag_add("cite", idx, stop)
             idx = self.text.search(CITE_RE, stop, end, regexp=True, count=count)
 
+    def set_citations(self, t: int, citations) -> None:
+        """The checked citations of turn ``t`` (:class:`models.citations.Citation` list)."""
+        self.citations[t] = {c.n: c for c in citations or []}
+
+    def replace_answer(self, t: int, text: str, style: str = "answer") -> None:
+        """Put ``text`` in place of turn ``t``'s answer (citations moved, or the answer turned
+        out to be the model's refusal: ``style`` "refusal")."""
+        ranges = self.text.tag_ranges(f"ans_{t}")
+        if not ranges:
+            return self.add_answer(t, text, style)
+        start = self.text.index(ranges[0])
+        self.text.configure(state="normal")
+        self.text.delete(ranges[0], ranges[-1])
+        self.text.insert(start, text, (style, f"ans_{t}"))
+        self.text.configure(state="disabled")
+        self.answers[t] = text
+        self._tag_citations(f"ans_{t}")
+
     def finish_turn(self, t: int, *, refused: bool = False, note: str = "") -> None:
-        """Close turn ``t``: newline, the sources list (unless refused), an optional note."""
+        """Close turn ``t``: newline, the supporting sentences of its citations and the sources
+        list (unless refused), an optional note."""
         self._insert("end-1c", "\n")
         sources = self.sources.get(t) or {}
+        if self.citations.get(t) and not refused:
+            self.show_support(t)
         if sources and not refused:
             self.show_sources(t, list(sources.values()), self.tr("chat.sources"))
         if note:
             self.note(note)
+
+    def show_support(self, t: int) -> None:
+        """Under the answer: ``[n] “quote”`` for each verified citation (click: the page with
+        the quote highlighted); an unverified one says so."""
+        self._insert("end-1c", self.tr("chat.support") + "\n", "srchdr")
+        for n, c in self.citations[t].items():
+            if not c.verified:
+                self._insert("end-1c", self.tr("chat.unverified", n=n) + "\n", "unverified")
+                continue
+            where = Path(c.source).name + (" · " + self.tr("chat.page", page=c.page) if c.page else "")
+            self._insert("end-1c", f"[{n}]", "quote", "cite", f"src_{t}")
+            self._insert("end-1c", f" “{c.quote}” — {where}\n", "quote")
+            if c.moved_from:
+                self._insert("end-1c", self.tr("chat.moved", old=c.moved_from, new=n) + "\n", "note")
 
     def show_sources(self, t: int, sources, header: str, *, snippets: bool = False) -> None:
         """List sources as clickable ``[n] file · p. X`` lines (with text snippets if asked)."""
@@ -168,6 +207,12 @@ class Transcript(ttk.Frame):
         source = self.sources.get(t, {}).get(n)
         if source is None:
             return False
+        c = self.citations.get(t, {}).get(n)
+        if c is not None and c.verified and c.quote:  # the page holding the quote, the quote lit
+            from types import SimpleNamespace
+
+            source = SimpleNamespace(n=n, source=source.source, page=c.page or source.page, text=c.quote,
+                                     score=getattr(source, "score", 0.0), section=getattr(source, "section", ""))
         self.on_cite(source, n)
         return True
 

@@ -162,3 +162,25 @@ def _carry(units: list[_Unit], overlap: int) -> list[_Unit]:
         out.insert(0, u)
         total += len(u.text)
     return out
+
+
+def chunk_header(source: str, section: str = "") -> str:
+    """The contextual chunk header: document title (file name without extension, ``_``/``-``
+    as spaces) and section path. Indexed with the chunk (BM25 tokens and the embedder's
+    input) but not stored as its text, so look-alike passages of different documents
+    ("the 2023 report of city A / city B") differ in the index (Anthropic, "Introducing
+    Contextual Retrieval", 2024, prepends such context; here it is the cheap, model-free part).
+
+    >>> chunk_header("/docs/shenzhen_annual-report_2023.pdf", "第二章 > 经济")
+    'shenzhen annual report 2023 > 第二章 > 经济'
+    """
+    import os
+
+    title = " ".join(re.split(r"[_\-\s]+", os.path.splitext(os.path.basename(source))[0])).strip()
+    return " > ".join(p for p in (title, section) if p)
+
+
+def indexed_text(source: str, section: str, text: str) -> str:
+    """What BM25 and the embedder see for a chunk: its header line, then its text."""
+    header = chunk_header(source, section)
+    return f"{header}\n{text}" if header else text

@@ -1,4 +1,4 @@
-"""CLI handlers for ``ingest``, ``search`` and ``kb list|docs|remove`` (wired in main.py).
+"""CLI handlers for ``ingest``, ``search`` and ``kb list|docs|remove|reembed`` (wired in main.py).
 
 Each handler is ``cmd_<name>(args, settings) -> exit code``.
 """
@@ -63,7 +63,8 @@ def cmd_search(args, settings) -> int:
     query = " ".join(args.query)
     try:
         hits = svc.search(query, args.kb, args.k)
-    except (ValueError, KeyError) as e:
+        rel = svc.relevance(query, hits, args.kb) if hits else None
+    except (ValueError, KeyError, RuntimeError) as e:  # RuntimeError: the embedder cannot load
         return _err(str(e).strip("'\""))
     if args.json:
         print(json.dumps([h.to_json() for h in hits], ensure_ascii=False, indent=1))
@@ -71,8 +72,9 @@ def cmd_search(args, settings) -> int:
     if not hits:
         print("no hits (is the knowledge base empty? `python main.py kb list`)")
         return 0
-    if not svc.is_relevant(hits):
-        print(f"(nothing passes the relevance floor {settings.relevance_floor}; weak hits follow)")
+    if not rel.relevant:
+        sim = f", best cosine {rel.similarity:.2f} < {rel.vector_floor:.2f}" if rel.similarity is not None else ""
+        print(f"(an answer would be refused: query-term coverage {rel.coverage:.2f}{sim}; weak hits follow)")
     for h in hits:
         where = f"p.{h.page}" if h.page else "-"
         sim = f" sim={h.similarity:.2f}" if h.similarity is not None else ""
@@ -115,4 +117,29 @@ def cmd_kb_remove(args, settings) -> int:
     except KeyError as e:
         return _err(str(e).strip("'\""))
     print(f"removed {d.source} ({d.chunks} chunks)")
+    return 0
+
+
+def cmd_kb_reembed(args, settings) -> int:
+    """Re-embed a knowledge base with the current embedding_model (tqdm progress)."""
+    from tqdm import tqdm
+
+    svc = _service(settings)
+    bar = tqdm(total=1, unit="chunk", dynamic_ncols=True, file=sys.stderr, desc="re-embed")
+
+    def progress(done, total, message):
+        bar.total, bar.n = max(total, 1), done
+        bar.refresh()
+    try:
+        info = svc.reembed(args.kb, on_progress=progress)
+    except (KeyError, ValueError, RuntimeError, InterruptedError) as e:
+        bar.close()
+        return _err(str(e).strip("'\""))
+    except KeyboardInterrupt:
+        bar.close()
+        print("stopped; the knowledge base keeps its old vectors", file=sys.stderr)
+        return 130
+    bar.close()
+    print(f"re-embedded {info.chunks} chunks of {info.documents} documents in {info.name!r} "
+          f"with {svc.embedder_name}")
     return 0

@@ -3,11 +3,16 @@
 The model is a hub id or a local sentence-transformers folder (settings ``embedding_model``);
 vectors are L2-normalised so cosine similarity = dot product. Queries get the model's
 instruction prefix when it needs one (settings ``query_instruction``: "auto" looks it up in
-:data:`QUERY_INSTRUCTIONS`, "" means none, any other string is used as is).
+:data:`QUERY_INSTRUCTIONS`, "" means none, any other string is used as is). E5 models
+(intfloat/*e5*; Wang et al. 2022, "Text Embeddings by Weakly-Supervised Contrastive
+Pre-training", model card) are trained with ``query: `` / ``passage: `` prefixes: with
+``query_instruction: auto`` queries get ``query: `` and passages ``passage: ``.
 """
 from __future__ import annotations
 
+import re
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,9 +41,28 @@ def query_instruction_for(model: str, setting: str = "auto") -> str:
     if setting != "auto":
         return setting or ""
     name = model.replace("\\", "/").rstrip("/").split("/")[-1].lower()
+    if _is_e5(name):
+        return "query: "
     if name.startswith("bge-") and "m3" not in name and "v1.5" in name:
         return QUERY_INSTRUCTIONS["bge-"]["zh" if "-zh" in name else "en"]
     return ""
+
+
+def _is_e5(name: str) -> bool:
+    return bool(re.search(r"(^|[-_/])e5([-_]|$)", name.lower()))
+
+
+def passage_prefix_for(model: str, setting: str = "auto") -> str:
+    """Return the passage prefix for ``model``: ``"passage: "`` for E5 models under
+    ``query_instruction: auto``, else "" (see module docstring).
+
+    >>> passage_prefix_for("intfloat/multilingual-e5-small")
+    'passage: '
+    >>> passage_prefix_for("/models/all-MiniLM-L6-v2")
+    ''
+    """
+    name = model.replace("\\", "/").rstrip("/").split("/")[-1]
+    return "passage: " if setting == "auto" and _is_e5(name) else ""
 
 
 _THREADS_LOCK = threading.Lock()
@@ -85,6 +109,7 @@ class Embedder:
         self.model_name = str(model)
         self.batch_size = int(batch_size)
         self.instruction = query_instruction_for(self.model_name, query_instruction)
+        self.passage_prefix = passage_prefix_for(self.model_name, query_instruction)
         self.device = device
         self.dtype = dtype
         self._model = None
@@ -122,6 +147,12 @@ class Embedder:
                 from models.backend import BackendError
                 from models.device import pick_device
 
+                folder = Path(self.model_name).expanduser()
+                if (folder.is_absolute() or self.model_name.startswith((".", "~"))) and not folder.exists():
+                    raise EmbedderError(
+                        f"the embedding model folder {self.model_name} is gone; put it back, or set "
+                        "embedding_model (TQTS_EMBEDDING_MODEL) to another model and re-embed the "
+                        "knowledge base with `python main.py kb reembed --kb NAME`")
                 try:
                     device = pick_device(self.device)
                 except BackendError as e:
@@ -147,6 +178,9 @@ class Embedder:
         """Embed passages. Returns float32 array (len(texts), dimension), rows L2-normalised."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        return self._encode([self.passage_prefix + t for t in texts])
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         vecs = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False)
         return _unit_rows(np.asarray(vecs, dtype=np.float32))
@@ -159,7 +193,7 @@ class Embedder:
         ~450 ms here against ~8 ms on one thread.
         """
         with _one_torch_thread():
-            return self.encode_documents([self.instruction + query])[0]
+            return self._encode([self.instruction + query])[0]
 
 
 @register_embedding_function

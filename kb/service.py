@@ -88,6 +88,15 @@ class KnowledgeBaseService:
         name = name or self.settings.default_kb
         return self.store.open(name, create=create or name == self.settings.default_kb)
 
+    def indexed(self, source: str, chunk) -> str:
+        """The text indexed for a chunk: with its contextual header (document title + section,
+        :func:`kb.chunking.indexed_text`) when ``settings.chunk_headers`` is on."""
+        from kb.chunking import indexed_text
+
+        if not getattr(self.settings, "chunk_headers", True):
+            return chunk.text
+        return indexed_text(source, chunk.section, chunk.text)
+
     def _check_model(self, kb: KnowledgeBase) -> None:
         """Raise ValueError when the KB was built with another embedding model."""
         built = (kb.collection.metadata or {}).get("embedding_model", "")
@@ -95,7 +104,8 @@ class KnowledgeBaseService:
         if built and kb.chunk_count() and base(built) != base(self.embedder_name):
             raise ValueError(f"knowledge base {kb.name!r} was built with embedding model {built!r} but "
                              f"embedding_model is {self.embedder_name!r}; set it back "
-                             f"(TQTS_EMBEDDING_MODEL={built}) or use a new knowledge base")
+                             f"(TQTS_EMBEDDING_MODEL={built}), or re-embed it with the new model: "
+                             f"python main.py kb reembed --kb {kb.name}")
 
     # -- knowledge bases --------------------------------------------------------------------
     def list_kbs(self) -> list[KBInfo]:
@@ -127,6 +137,23 @@ class KnowledgeBaseService:
         """Delete a knowledge base and everything in it. Raises KeyError when absent."""
         with self._lock:
             self.store.delete(name)
+
+    def reembed(self, kb: str | None = None, on_progress=None, cancel=None) -> KBInfo:
+        """Re-embed a knowledge base with the current ``embedding_model`` (crash-safe, the old
+        vectors stay until the new ones are stored; see :mod:`kb.reembed`).
+
+        Raises:
+            KeyError: no such knowledge base; InterruptedError: cancelled;
+            kb.embeddings.EmbedderError: the new model cannot load.
+        """
+        from kb import reembed
+
+        with self._lock:
+            self.embedder.dimension  # noqa: B018 - load the model (clear error) before touching the store
+            base = reembed.reembed(self.store, kb or self.settings.default_kb, self.embedder,
+                                   headers=bool(getattr(self.settings, "chunk_headers", True)),
+                                   on_progress=on_progress, cancel=cancel)
+            return self._info(base)
 
     # -- documents --------------------------------------------------------------------------
     def documents(self, kb: str | None = None) -> list[DocumentInfo]:
@@ -206,13 +233,36 @@ class KnowledgeBaseService:
                 self._check_model(base)
             return retrieval.search(base, self.embedder, query, k or self.settings.top_k, mode)
 
-    def is_relevant(self, hits: list[Hit]) -> bool:
-        """True when the best cosine similarity among ``hits`` reaches ``settings.relevance_floor``
-        (hits without a similarity, i.e. BM25-only search, count as relevant when present)."""
+    def is_relevant(self, hits: list[Hit], query: str | None = None, kb: str | None = None) -> bool:
+        """True when ``hits`` may answer ``query`` (see :meth:`relevance`). Without a query:
+        the old rule, best cosine >= ``settings.relevance_floor`` (BM25-only hits count)."""
+        if query is not None:
+            return self.relevance(query, hits, kb).relevant
         sims = [h.similarity for h in hits if h.similarity is not None]
         if not hits:
             return False
         return max(sims) >= float(self.settings.relevance_floor) if sims else True
+
+    def relevance(self, query: str, hits: list[Hit], kb: str | None = None):
+        """The refusal gate's verdict on ``hits`` for ``query`` (:func:`kb.relevance.judge`):
+        BM25 term coverage with this KB's IDF, and the cosine against the KB's calibrated floor
+        when the embedder can read the query's script.
+
+        Returns:
+            :class:`kb.relevance.Relevance`.
+        Raises:
+            KeyError: a named knowledge base that does not exist.
+        """
+        from kb import relevance
+
+        with self._lock:
+            base = self._kb(kb, create=False)
+            df, n = retrieval.BM25Index(base).doc_freq()
+            floor = None
+            readable = retrieval.fusion_weights(self.embedder_name, query)["vector"] > 0
+            if readable and any(h.similarity is not None for h in hits):
+                floor = relevance.vector_floor(base, self.embedder)
+            return relevance.judge(query, hits, df, n, floor)
 
 
 class _Parser:
@@ -421,7 +471,7 @@ class _IngestRun:
         if not self.pending:
             return
         pending, self.pending = self.pending, []
-        texts = [c.text for p in pending for c in p["chunks"]]
+        texts = [self.svc.indexed(p["source"], c) for p in pending for c in p["chunks"]]
         try:
             vectors = self.embed(texts, pending[0]["i"], pending[-1]["i"] + 1)
         except InterruptedError:
@@ -432,7 +482,7 @@ class _IngestRun:
         for p in pending:
             n = len(p["chunks"])
             items.append((p["source"], p["entry"], p["chunks"], vectors[at:at + n],
-                          [retrieval.tokenize(c.text) for c in p["chunks"]]))
+                          [retrieval.tokenize(t) for t in texts[at:at + n]]))
             at += n
         try:
             self.base.put_documents(items, self.cancel)

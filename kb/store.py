@@ -227,6 +227,12 @@ class KnowledgeBase:
         return sum(d.get("chunks", 0) for d in self.manifest()["docs"].values())
 
 
+def replaced_collections(cols) -> set[str]:
+    """Names of collections that a visible re-embedded collection replaces (kb/reembed.py):
+    hidden, whether or not their deletion has happened yet."""
+    return {(c.metadata or {}).get("replaces") for c in cols if (c.metadata or {}).get("tqts")} - {None}
+
+
 class Store:
     """All knowledge bases under one store dir.
 
@@ -243,9 +249,11 @@ class Store:
     def collections(self) -> dict[str, object]:
         """Display name -> chromadb collection."""
         out = {}
-        for col in self.client.list_collections():
+        cols = self.client.list_collections()
+        replaced = replaced_collections(cols)
+        for col in cols:
             meta = col.metadata or {}
-            if meta.get("tqts"):
+            if meta.get("tqts") and col.name not in replaced:
                 out[meta.get("display_name", col.name)] = col
         return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -16,8 +17,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from models import citations as citations_mod
+from models import conversation, prompts
 from models import passages as passages_mod
-from models import prompts
 from models.backend import BackendError, ChatBackend, GenerationSettings
 from models.registry import slug
 
@@ -34,6 +36,7 @@ class Source:
     text: str
     score: float
     section: str = ""
+    page_end: int | None = None
 
     def to_json(self) -> dict:
         return {"n": self.n, "source": self.source, "page": self.page, "text": self.text}
@@ -62,6 +65,9 @@ class AnswerResult:
     cited: list[int] = field(default_factory=list)
     error: str = ""
     cited_inferred: bool = False   # True when no [n] was written and the citation was inferred
+    query: str = ""                # what was searched (a follow-up: with the previous question)
+    citations: list = field(default_factory=list)   # models.citations.Citation, one per cited source
+    relevance: dict = field(default_factory=dict)   # the refusal gate's numbers (kb.relevance.Relevance)
     model_answer: str = ""         # the model's own text when the extractive fallback replaced it
 
 
@@ -127,12 +133,57 @@ class AnswerService:
     def _kb_name(self, kb: str | None) -> str:
         return kb or self.settings.default_kb
 
-    def passages(self, question: str, kb: str | None = None) -> list[Source]:
-        """Relevant retrieved chunks as numbered sources, no model needed ([] if none pass the floor)."""
-        hits = self.kb.search(question, kb=kb, k=self.settings.top_k)
-        if not hits or not self.kb.is_relevant(hits):
+    def passages(self, question: str, kb: str | None = None, query: str | None = None,
+                 verdict: dict | None = None) -> list[Source]:
+        """Relevant retrieved chunks as numbered sources, no model needed ([] when the refusal
+        gate says nothing is relevant).
+
+        Args:
+            question: the question as asked; query: what to search and judge (a follow-up:
+                the previous question + this one, see :func:`models.conversation.retrieval_query`);
+                both are searched and their result lists fused by RRF.
+            verdict: when given, filled with the gate's numbers (``Relevance.to_json()``).
+        """
+        query = query or question
+        k = int(self.settings.top_k)
+        hits = self.kb.search(question, kb=kb, k=2 * k)
+        if query != question:
+            hits = _fuse(hits, self.kb.search(query, kb=kb, k=2 * k))
+        hits = self._prefer_named(hits, question, kb)[:k]
+        if not hits or not self._relevant(query, hits, kb, verdict):
             return []
-        return [Source(i, h.source, h.page, h.text, h.score, h.section) for i, h in enumerate(hits, 1)]
+        return [Source(i, h.source, h.page, h.text, h.score, h.section, getattr(h, "page_end", None))
+                for i, h in enumerate(hits, 1)]
+
+    def _relevant(self, query: str, hits: list, kb: str | None, verdict: dict | None) -> bool:
+        if not hasattr(self.kb, "relevance"):  # a service without the gate: its own rule
+            return self.kb.is_relevant(hits)
+        rel = self.kb.relevance(query, hits, kb)
+        if verdict is not None:
+            verdict.update(rel.to_json())
+        return rel.relevant
+
+    def _prefer_named(self, hits: list, question: str, kb: str | None) -> list:
+        """Hits from documents the question names first (stable): a question word that is in
+        the file name of some but not most documents of the KB (look-alike documents differ
+        only in whose they are: "深圳 2023 年报" vs "广州 2023 年报")."""
+        if not hits or not hasattr(self.kb, "documents"):
+            return hits
+        from kb.relevance import content_terms
+
+        try:
+            docs = self.kb.documents(kb)
+        except (KeyError, ValueError):
+            return hits
+        names = {d.source: set(content_terms(re.sub(r"[_\-.]+", " ", Path(d.name or d.source).stem)))
+                 for d in docs}
+        asked = set(content_terms(question))
+        named = {src for src, terms in names.items()
+                 if any(len(t) > 1 and sum(t in o for o in names.values()) <= max(1, len(names) // 2)
+                        for t in terms & asked)}
+        if not named:
+            return hits
+        return sorted(hits, key=lambda h: h.source not in named)
 
     def build_messages(self, question: str, sources: list[Source], backend: ChatBackend, *,
                        think: bool, history: list[dict] | None = None,
@@ -150,7 +201,7 @@ class AnswerService:
         turns = self._fit_history(history or [], backend, budget // 4)
 
         def render(kept: list[Source]) -> list[dict]:
-            blocks = [prompts.format_source(i, s.source, s.page, s.text) for i, s in enumerate(kept, 1)]
+            blocks = [prompts.format_source(i, s.source, s.page, s.text, s.section) for i, s in enumerate(kept, 1)]
             return [system, *turns, {"role": "user", "content": prompts.user_message(question, blocks, think)}]
 
         kept: list[Source] = []
@@ -161,7 +212,7 @@ class AnswerService:
                 kept.append(self._truncate(s, backend, budget - _count(backend, render([]))))
             else:
                 break
-        kept = [Source(i, s.source, s.page, s.text, s.score, s.section) for i, s in enumerate(kept, 1)]
+        kept = [Source(i, s.source, s.page, s.text, s.score, s.section, s.page_end) for i, s in enumerate(kept, 1)]
         kept = self._shape(question, kept)
         return render(kept), kept
 
@@ -187,27 +238,41 @@ class AnswerService:
         text = s.text
         while text and backend.count_tokens(text) + 16 > room:
             text = text[: int(len(text) * 0.8)]
-        return Source(s.n, s.source, s.page, text, s.score, s.section)
+        return Source(s.n, s.source, s.page, text, s.score, s.section, s.page_end)
 
     # -- answering ---------------------------------------------------------------------
     def ask(self, question: str, kb: str | None = None, *, think: bool | None = None,
-            cancel: threading.Event | None = None, use_history: bool = True) -> Iterator[AnswerEvent]:
-        """Stream events for one question (see module docstring and the contract's event order)."""
+            cancel: threading.Event | None = None, use_history: bool = True,
+            chat: bool = False) -> Iterator[AnswerEvent]:
+        """Stream events for one question (see module docstring and the contract's event order).
+
+        Earlier turns are offered to the model only for a follow-up
+        (:func:`models.conversation.is_follow_up`), or for every question when ``chat``;
+        ``use_history=False`` ignores the conversation altogether. Bad input (empty, too long,
+        a third language, a knowledge base without documents) ends in one "error" event and
+        stores nothing.
+        """
         kb_name = self._kb_name(kb)
         think = self.settings.think if think is None else think
         t0 = time.perf_counter()
         timings = {"retrieve_ms": 0.0, "ttft_ms": None, "tokens": 0, "tok_per_s": None}
         result = AnswerResult(question, "", "", [], False, self.backend_name, timings)
         try:
-            sources = self.passages(question, kb=kb)
+            result.question = question = conversation.check_question(question)
+            self._check_documents(kb, kb_name)
+            history = self.history(kb) if use_history else []
+            previous = (history[-1].get("query") or history[-1].get("question")) if history else None
+            result.query = conversation.retrieval_query(question, previous)
+            sources = self.passages(question, kb=kb, query=result.query, verdict=result.relevance)
             timings["retrieve_ms"] = round((time.perf_counter() - t0) * 1000, 1)
             if not sources:
                 yield from self._refuse(result, kb_name)
                 return
             backend = self.backend()
             result.model = backend.name
-            turns = self.settings.history_turns if use_history else 0
-            history = self.history(kb)[-turns:] if turns > 0 else []
+            follow_up = chat or result.query != question
+            turns = self.settings.history_turns if follow_up else 0
+            history = history[-turns:] if turns > 0 else []
             messages, result.sources = self.build_messages(question, sources, backend, think=think,
                                                            history=[h for h in history if not h.get("refused")])
             yield AnswerEvent("sources", data=result.sources)
@@ -220,9 +285,15 @@ class AnswerService:
         self._append_history(kb_name, result)
         yield AnswerEvent("done", data=result)
 
+    def _check_documents(self, kb: str | None, kb_name: str) -> None:
+        """Raise ValueError when the knowledge base has no documents (KeyError: no such KB)."""
+        if hasattr(self.kb, "documents") and not self.kb.documents(kb):
+            raise ValueError(f"the knowledge base {kb_name!r} has no documents yet: add files (drop them on "
+                             f"the window, or python main.py ingest --kb {kb_name} PATH) and ask again")
+
     def _refuse(self, result: AnswerResult, kb_name: str) -> Iterator[AnswerEvent]:
         result.refused = True
-        result.answer = self.settings.refusal.format(kb=kb_name)
+        result.answer = conversation.refusal_text(self.settings.refusal, self.settings.ui_language, kb_name)
         yield AnswerEvent("sources", data=[])
         yield AnswerEvent("refusal", text=result.answer)
         self._append_history(kb_name, result)
@@ -249,7 +320,11 @@ class AnswerService:
             result.answer = result.reasoning
             yield AnswerEvent("answer", text=result.answer)
         yield from self._fallback(result)
-        yield from self._cite(result)
+        if conversation.is_model_refusal(result.answer):  # "资料中没有 / not in the sources"
+            result.refused = True
+        else:
+            yield from self._cite(result)
+            self._verify(result)
         tokens = getattr(backend, "last_completion_tokens", None) or (
             backend.count_tokens("".join(raw)) if raw else 0)
         result.timings.update(
@@ -266,7 +341,7 @@ class AnswerService:
         if not getattr(self.settings, "extractive_fallback", False) or not result.answer or not result.sources:
             return
         texts = [s.text for s in result.sources]
-        if _says_not_in_sources(result.answer) or extractive.supported(result.answer, result.question, texts):
+        if conversation.is_model_refusal(result.answer) or extractive.supported(result.answer, result.question, texts):
             return
         n, sentence = extractive.best_quote(result.question, texts)
         lang = prompts.detect_language(result.question)
@@ -290,6 +365,22 @@ class AnswerService:
             marker = "".join(f"[{n}]" for n in result.cited)
             result.answer += marker
             yield AnswerEvent("answer", text=marker)
+
+    @staticmethod
+    def _verify(result: AnswerResult) -> None:
+        """Check each [n] against its passage (:func:`models.citations.verify`): moved markers
+        are rewritten in ``result.answer``; each citation gets the page holding its quote."""
+        from kb.pages import page_of
+
+        if not result.cited:
+            return
+        answer, cits = citations_mod.verify(result.answer, result.question, [s.text for s in result.sources])
+        for c in cits:
+            s = result.sources[c.n - 1]
+            c.source = s.source
+            c.page = page_of(s.source, c.quote, s.page, s.page_end) if c.quote else s.page
+        result.answer, result.citations = answer, cits
+        result.cited = prompts.cited_numbers(answer, len(result.sources))
 
     def answer(self, question: str, **kw) -> AnswerResult:
         """Drain :meth:`ask`; return the final :class:`AnswerResult`."""
@@ -322,7 +413,7 @@ class AnswerService:
         row = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "kb": kb_name,
                "question": r.question, "answer": r.answer, "reasoning": r.reasoning,
                "sources": [asdict(s) for s in r.sources], "cited": r.cited, "refused": r.refused,
-               "model": r.model}
+               "model": r.model, "query": r.query, "citations": [c.to_json() for c in r.citations]}
         with self._history_lock:
             with history_file(self.settings.history_dir, kb_name).open("a", encoding="utf-8") as f:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -352,10 +443,13 @@ def _message(e: Exception) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def _says_not_in_sources(answer: str) -> bool:
-    """True when the answer is the model's "not in the sources" reply (models.prompts.NOT_IN_SOURCES)."""
-    flat = answer.strip().lower().rstrip("。.")
-    return any(flat.startswith(v.lower().rstrip("。.")) for v in prompts.NOT_IN_SOURCES.values())
+def _fuse(a: list, b: list) -> list:
+    """Two hit lists fused by reciprocal rank fusion (:func:`kb.retrieval.rrf`), best first."""
+    from kb.retrieval import rrf
+
+    key = lambda h: h.chunk_id or f"{h.source}#{h.page}#{h.text[:40]}"  # noqa: E731
+    by_key = {key(h): h for h in b + a}
+    return [by_key[c] for c, _ in rrf({"a": [key(h) for h in a], "b": [key(h) for h in b]})]
 
 
 def _count(backend: ChatBackend, messages: list[dict]) -> int:

@@ -76,20 +76,30 @@ class _Printer:
         self.out.flush()
 
     def sources(self, result) -> None:
+        """The sources (``*`` cited, ``?`` cited but not supported by its passage), then the
+        supporting sentence of each verified citation."""
         if not result.sources:
             return
+        checked = {c.n: c for c in getattr(result, "citations", [])}
         self.out.write("\n\n来源 / sources:\n")
         for s in result.sources:
-            page = f", p. {s.page}" if s.page else ""
-            mark = "*" if s.n in result.cited else " "
+            c = checked.get(s.n)
+            page = f", p. {c.page if c and c.page else s.page}" if s.page else ""
+            mark = ("*" if c is None or c.verified else "?") if s.n in result.cited else " "
             self.out.write(f"{mark}[{s.n}] {Path(s.source).name}{page}  ({s.source})\n")
+        for c in checked.values():
+            moved = f" (the model cited [{c.moved_from}])" if c.moved_from else ""
+            self.out.write(f"  [{c.n}] “{c.quote}”{moved}\n" if c.verified else
+                           f"  [{c.n}] unverified: the passage does not hold this sentence's numbers/terms\n")
         self.out.flush()
 
 
 def _result_json(result, question: str | None) -> dict:
     out = {"answer": result.answer, "reasoning": result.reasoning,
            "sources": [s.to_json() for s in result.sources], "cited": result.cited,
-           "refused": result.refused, "model": result.model, "timings": result.timings}
+           "refused": result.refused, "model": result.model, "timings": result.timings,
+           "citations": [c.to_json() for c in getattr(result, "citations", [])],
+           "query": getattr(result, "query", ""), "relevance": getattr(result, "relevance", {})}
     if result.error:
         out["error"] = result.error
     if result.cited_inferred:
@@ -130,7 +140,8 @@ def cmd_ask(args, settings) -> int:
     if args.voice_in and not args.json:
         print(f"问题 / question: {question}\n")
     try:
-        for ev in service.ask(question, kb=args.kb, think=False if args.no_think else None):
+        for ev in service.ask(question, kb=args.kb, think=False if args.no_think else None,
+                              chat=bool(getattr(args, "chat", False))):
             if ev.kind == "done":
                 result = ev.data
             elif ev.kind == "error":

@@ -52,9 +52,9 @@ def system_prompt(question: str, think: bool) -> str:
     return SYSTEM[(detect_language(question), bool(think))]
 
 
-def format_source(n: int, source: str, page: int | None, text: str) -> str:
-    """One numbered source block: ``[n] name, p. page`` then the chunk text."""
-    where = Path(source).name + (f", p. {page}" if page else "")
+def format_source(n: int, source: str, page: int | None, text: str, section: str = "") -> str:
+    """One numbered source block: ``[n] document name, p. page (section)`` then the chunk text."""
+    where = Path(source).name + (f", p. {page}" if page else "") + (f" ({section})" if section else "")
     return f"[{n}] {where}\n{text.strip()}"
 
 

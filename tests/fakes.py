@@ -112,6 +112,8 @@ class FakeAnswers:
     def __init__(self, kb, delay=0.01, answer="答案见第一条 [1]。The answer cites [1]."):
         self.kb, self.delay, self.script = kb, delay, answer
         self.cited_inferred = False  # set True to mimic a model that cited nothing itself
+        self.citations: list = []     # models.citations.Citation objects the next answers carry
+        self.refused = False          # True: the model's answer is its own "not in the sources"
         self.rows: dict[str, list[dict]] = {}
         self.backend_name = "fake"
 
@@ -124,7 +126,7 @@ class FakeAnswers:
     def set_backend(self, backend):
         pass
 
-    def ask(self, question, kb=None, *, think=None, cancel=None, use_history=True):
+    def ask(self, question, kb=None, *, think=None, cancel=None, use_history=True, chat=False):
         sources = self.passages(question, kb)
         if not sources:
             yield AnswerEvent("sources", data=[])
@@ -142,8 +144,8 @@ class FakeAnswers:
             time.sleep(self.delay)
             answer += ch
             yield AnswerEvent("answer", text=ch)
-        result = AnswerResult(question, answer, "先想一想", sources, False, "fake", {"ttft_ms": 5, "tok_per_s": 50},
-                              cited_inferred=self.cited_inferred)
+        result = AnswerResult(question, answer, "先想一想", sources, self.refused, "fake", {"ttft_ms": 5, "tok_per_s": 50},
+                              cited_inferred=self.cited_inferred, citations=list(self.citations))
         self.rows.setdefault(kb, []).append({"question": question, "answer": answer, "reasoning": "先想一想",
                                             "sources": [s.__dict__ for s in sources], "refused": False})
         yield AnswerEvent("done", data=result)

@@ -95,4 +95,4 @@ def test_fusion_weights_for_english_only_embedders():
     assert retrieval.fusion_weights("/x/all-MiniLM-L6-v2", "根本制度是什么")["vector"] == retrieval.WEAK_VECTOR_WEIGHT
     assert retrieval.fusion_weights("/x/all-MiniLM-L6-v2", "what is the basic system")["vector"] == 1.0
     assert retrieval.fusion_weights("BAAI/bge-small-zh-v1.5", "根本制度是什么")["vector"] == 1.0
-    assert retrieval.fusion_weights("paraphrase-multilingual-MiniLM-L12-v2", "根本制度")["vector"] == 1.0
+    assert retrieval.fusion_weights("paraphrase-multilingual-MiniLM-L12-v2", "根本制度")["vector"] == retrieval.MULTILINGUAL_VECTOR_WEIGHT

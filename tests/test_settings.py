@@ -15,7 +15,7 @@ def test_defaults_work_with_no_file(home):
     assert s.home == home
     assert not s.path.exists()
     assert s.top_k == settings_mod.DEFAULTS["top_k"]
-    assert s.embedding_model == "BAAI/bge-small-zh-v1.5"
+    assert s.embedding_model == "intfloat/multilingual-e5-small"
 
 
 def test_file_then_env_precedence(home, monkeypatch):
