@@ -12,6 +12,12 @@ from models.backend import BackendError, ChatBackend
 from models.prompts import TagStreamParser, cited_numbers, detect_language
 
 
+@pytest.fixture(autouse=True)
+def _model_text_kept(settings):
+    """These tests check the model's own text: the extractive fallback (tests/test_answer_passages.py) off."""
+    settings.set("extractive_fallback", False, persist=False)
+
+
 class FakeKB:
     """Implements the KnowledgeBaseService search/is_relevant contract over fixed hits."""
 
@@ -85,7 +91,7 @@ def test_cited_numbers_and_language():
 def test_events_order_sources_citations_and_prompt(settings):
     backend = ScriptedBackend(["<think>资料[2]说", "了</think><answer>实行民主", "集中制的原则 [2]。</answer>"])
     svc = AnswerService(settings, FakeKB(hits()), backend=backend)
-    events = list(svc.ask("国家机构实行什么原则？", kb="宪法"))
+    events = list(svc.ask("国家机构实行什么原则？", kb="宪法", think=True))
     kinds = [e.kind for e in events]
     assert kinds[0] == "sources" and kinds[-1] == "done" and "reasoning" in kinds and "answer" in kinds
     assert kinds.index("reasoning") < kinds.index("answer")
