@@ -18,16 +18,39 @@ import re
 from dataclasses import replace
 
 _SENTENCE_END = re.compile(r"(?<=[。！？；!?;\n])|(?<=[.])\s+")
-_WORD = re.compile(r"[a-z0-9]+|[\u3400-\u9fff]")
+_ENDS = tuple("。！？；!?;：:")
+_HAN = re.compile(r"[\u3400-\u9fff，、“”（）]")
+
+
+def unwrap(text: str) -> str:
+    r"""Join hard-wrapped lines (PDF text breaks lines every ~20 Han characters): a line that
+    does not end a sentence is joined to the next, without a space between Han characters;
+    Markdown table rows (``|`` ...) and blank lines stay on their own.
+
+    >>> unwrap("传染源主要是新冠病毒感染者，在潜伏期即有传\n染性。\n| a | b |\n| c | d |")
+    '传染源主要是新冠病毒感染者，在潜伏期即有传染性。\n| a | b |\n| c | d |'
+    """
+    out: list[str] = []
+    for line in text.split("\n"):
+        prev = out[-1] if out else ""
+        joinable = (prev.strip() and line.strip() and not prev.rstrip().endswith(_ENDS)
+                    and not prev.lstrip().startswith("|") and not line.lstrip().startswith("|"))
+        if joinable:
+            han = _HAN.match(prev.rstrip()[-1]) and _HAN.match(line.lstrip()[0])
+            out[-1] = prev.rstrip() + ("" if han else " ") + line.strip()
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 def sentences(text: str) -> list[str]:
-    """Split after 。！？；!?; and newlines, and after '.' followed by whitespace; blanks dropped.
+    """Split (after :func:`unwrap`) after 。！？；!?; and newlines, and after '.' followed by
+    whitespace; blanks dropped.
 
     >>> sentences("第一条　甲。第二条　乙！ A b. C d")
     ['第一条　甲。', '第二条　乙！', 'A b.', 'C d']
     """
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+    return [s.strip() for s in _SENTENCE_END.split(unwrap(text)) if s and s.strip()]
 
 
 def _grams(text: str) -> set[str]:
