@@ -18,8 +18,10 @@ from models.passages import best_sentence, sentences
 #: least share of the answer's added bigrams/words one passage must hold.
 SUPPORT_SHARE = 0.5
 #: least share of the question's words/bigrams the quoted sentence must hold; below it the
-#: fallback answers "资料中没有" instead (nothing in the passages matches the question).
-QUOTE_MIN_SHARE = 0.35
+#: fallback answers "资料中没有" instead (nothing in the passages matches the question). 0.35 refused
+#: answerable questions whose wording (the document name) the answer sentence lacks; the refusal
+#: gate (kb/relevance.py) now catches the unanswerable ones first.
+QUOTE_MIN_SHARE = 0.2
 #: lead-ins that say nothing about the sources' content ("根据资料中的信息，", "According to the sources,").
 _LEAD_IN = re.compile(r"^\s*(?:(?:根据|依据|按照)(?:所给|提供的|以上|给出的)?的?(?:资料|材料|信息|内容|文档)(?:中|里)?的?(?:内容|信息)?[，,：:]?"
                       r"|(?:according to|based on)(?: the)?(?: information)?(?: provided)?(?: in)?(?: the)?"
