@@ -20,6 +20,8 @@ import statistics
 import unicodedata
 from collections.abc import Iterable, Sequence
 
+#: answers shorter than this (in tokens) are left out of the tokens/s median.
+MIN_TOKENS = 8
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _SPACE = re.compile(r"\s+")
 
@@ -163,7 +165,8 @@ def summarize(scored: list[dict]) -> dict:
     una = [r for r in scored if not r["answerable"]]
     fol = [r for r in scored if r.get("followup") and r["answerable"]]
     ttft = [r["ttft_ms"] for r in scored if r.get("ttft_ms")]
-    tps = [r["tok_per_s"] for r in scored if r.get("tok_per_s")]
+    # tokens/s of a 2-token answer is one inter-token gap: noise; count answers of MIN_TOKENS+
+    tps = [r["tok_per_s"] for r in scored if r.get("tok_per_s") and (r.get("tokens") or MIN_TOKENS) >= MIN_TOKENS]
     return {
         "answerable": len(ans), "unanswerable": len(una), "followups": len(fol),
         "correct": _share([r["correct"] for r in ans]),

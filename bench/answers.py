@@ -133,6 +133,7 @@ def ask_row(answers, kb_service, kb: str, row: dict, think: bool) -> dict:
             "model_answer": getattr(r, "model_answer", ""),  # set when the extractive fallback replaced it
             "sources": [{"n": s.n, "source": Path(s.source).name, "page": s.page} for s in r.sources], **scores,
             "ttft_ms": r.timings.get("ttft_ms"), "tok_per_s": r.timings.get("tok_per_s"),
+            "tokens": r.timings.get("tokens"),
             "seconds": round(seconds, 1)}
 
 

@@ -116,11 +116,12 @@ def test_summary_counts_followups_and_unanswerables_apart():
         {**sc.score_row({"expect": None}, "2022年世界杯冠军是法国[4]", False, [], [])},
         {**sc.score_row({"expect": None}, "", True, [], [])},
         {**sc.score_row({"expect": "5mg"}, "每次5mg[2]", False, [{"text": "5 mg"}], []), "followup": True},
+        {**sc.score_row({"expect": None}, "", True, [], []), "tok_per_s": 9999.0, "tokens": 2},  # too short to time
     ]
     s = sc.summarize(rows)
-    assert (s["answerable"], s["unanswerable"], s["followups"]) == (2, 2, 1)
+    assert (s["answerable"], s["unanswerable"], s["followups"]) == (2, 3, 1)
     assert s["correct_and_cited"] == 0.5 and s["false_refusal"] == 0.5
-    assert s["refusal_recall"] == 0.5 and s["followup_correct"] == 1.0
+    assert s["refusal_recall"] == round(2 / 3, 3) and s["followup_correct"] == 1.0
     assert s["median_ttft_ms"] == 200.0 and s["median_tok_per_s"] == 4.0
 
 
