@@ -343,7 +343,8 @@ class AnswerService:
         texts = [s.text for s in result.sources]
         if conversation.is_model_refusal(result.answer) or extractive.supported(result.answer, result.question, texts):
             return
-        n, sentence = extractive.best_quote(result.question, texts)
+        # a follow-up ("它每次服用多少？") is matched with what was searched: the previous question too
+        n, sentence = extractive.best_quote(result.query or result.question, texts)
         lang = prompts.detect_language(result.question)
         result.model_answer = result.answer
         if not n:  # no passage sentence matches the question either: the sources do not have it
