@@ -19,6 +19,7 @@ from pathlib import Path
 
 from models import citations as citations_mod
 from models import conversation, prompts
+from models import passages as passages_mod
 from models.backend import BackendError, ChatBackend, GenerationSettings
 from models.registry import slug
 
@@ -67,6 +68,7 @@ class AnswerResult:
     query: str = ""                # what was searched (a follow-up: with the previous question)
     citations: list = field(default_factory=list)   # models.citations.Citation, one per cited source
     relevance: dict = field(default_factory=dict)   # the refusal gate's numbers (kb.relevance.Relevance)
+    model_answer: str = ""         # the model's own text when the extractive fallback replaced it
 
 
 def history_file(history_dir: Path, kb: str) -> Path:
@@ -209,7 +211,15 @@ class AnswerService:
             else:
                 break
         kept = [Source(i, s.source, s.page, s.text, s.score, s.section, s.page_end) for i, s in enumerate(kept, 1)]
+        kept = self._shape(question, kept)
         return render(kept), kept
+
+    def _shape(self, question: str, kept: list[Source]) -> list[Source]:
+        """Sentence windows and prompt order of the kept sources, renumbered 1..k
+        (``passage_sentences``, ``source_order``: see models/passages.py)."""
+        s = self.settings
+        return passages_mod.shape(question, kept, sentences_each_side=int(getattr(s, "passage_sentences", 0)),
+                                  order=getattr(s, "source_order", "best_first"))
 
     @staticmethod
     def _fit_history(history: list[dict], backend: ChatBackend, budget: int) -> list[dict]:
@@ -307,6 +317,7 @@ class AnswerService:
         if not result.answer and result.reasoning:  # "<think>" never closed: show it as the answer
             result.answer = result.reasoning
             yield AnswerEvent("answer", text=result.answer)
+        yield from self._fallback(result)
         if conversation.is_model_refusal(result.answer):  # "资料中没有 / not in the sources"
             result.refused = True
         else:
@@ -317,6 +328,28 @@ class AnswerService:
         result.timings.update(
             ttft_ms=round((first - start) * 1000, 1) if first else None, tokens=tokens,
             tok_per_s=round((tokens - 1) / (end - first), 2) if first and tokens > 1 and end > first else None)
+
+    def _fallback(self, result: AnswerResult) -> Iterator[AnswerEvent]:
+        """``extractive_fallback``: an answer no passage supports (models/extractive.py) is
+        replaced by the passage sentence that best matches the question, labelled as a quote, or
+        by "资料中没有。" when no sentence matches the question well (the model's text stays in
+        ``result.model_answer``); a "资料中没有" answer is kept."""
+        from models import extractive
+
+        if not getattr(self.settings, "extractive_fallback", False) or not result.answer or not result.sources:
+            return
+        texts = [s.text for s in result.sources]
+        if conversation.is_model_refusal(result.answer) or extractive.supported(result.answer, result.question, texts):
+            return
+        # a follow-up ("它每次服用多少？") is matched with what was searched: the previous question too
+        n, sentence = extractive.best_quote(result.query or result.question, texts)
+        lang = prompts.detect_language(result.question)
+        result.model_answer = result.answer
+        if not n:  # no passage sentence matches the question either: the sources do not have it
+            result.answer = prompts.NOT_IN_SOURCES[lang]
+        else:
+            result.answer = extractive.quote_answer(result.question, sentence, n, lang)
+        yield AnswerEvent("answer", text="\n" + result.answer)
 
     @staticmethod
     def _cite(result: AnswerResult) -> Iterator[AnswerEvent]:

@@ -10,27 +10,32 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+#: The reply a model gives when the sources do not hold the answer (recognised as a refusal).
+NOT_IN_SOURCES = {"zh": "资料中没有。", "en": "Not in the sources."}
+
+# No example answer: a 0.5B model copied the old example sentence ("城市的土地属于国家所有[2]")
+# into answers to questions the sources could not answer; only the citation form "[2]" is shown.
+# Measured (README "Answer quality"): "简短 / short" made it answer with an article label
+# ("第四条"); a strict "answer only 'Not in the sources.'" rule made it refuse most English
+# questions; a reminder after the question did not help. So: the original wording, no example.
 SYSTEM = {
     ("zh", True): (
         "你是一个基于知识库回答问题的助手。只根据用户给出的编号资料回答；资料里没有的内容，就说资料中没有。"
-        "先在 <think> 和 </think> 之间简要推理，再在 <answer> 和 </answer> 之间用中文给出答案，"
-        "并在句末用方括号标出所依据资料的编号。"
-        "示例：<think>资料[2]的第十条说城市的土地属于国家所有。</think><answer>城市的土地属于国家所有[2]。</answer>"),
+        "先在 <think> 和 </think> 之间简要推理，再在 <answer> 和 </answer> 之间用中文给出完整的答案句子，"
+        "并在句末用方括号标出所依据资料的编号，例如 [2]。"),
     ("zh", False): (
         "你是一个基于知识库回答问题的助手。只根据用户给出的编号资料回答；资料里没有的内容，就说资料中没有。"
-        "不要写推理过程，直接在 <answer> 和 </answer> 之间用中文给出答案，并在句末用方括号标出所依据资料的编号。"
-        "示例：<answer>城市的土地属于国家所有[2]。</answer>"),
+        "不要写推理过程，直接在 <answer> 和 </answer> 之间用中文给出完整的答案句子，"
+        "并在句末用方括号标出所依据资料的编号，例如 [2]。"),
     ("en", True): (
         "You answer questions from a knowledge base, using only the numbered sources the user gives; "
         "if they do not contain the answer, say so. First reason briefly between <think> and </think>, "
-        "then give the answer in English between <answer> and </answer>, citing the sources as [n]. "
-        "Example: <think>Source [2], section 10, says urban land is owned by the state.</think>"
-        "<answer>Urban land is owned by the state [2].</answer>"),
+        "then give the answer in English as a complete sentence between <answer> and </answer>, "
+        "citing the sources as [n], e.g. [2]."),
     ("en", False): (
         "You answer questions from a knowledge base, using only the numbered sources the user gives; "
-        "if they do not contain the answer, say so. Without reasoning, give the answer in English "
-        "between <answer> and </answer>, citing the sources as [n]. "
-        "Example: <answer>Urban land is owned by the state [2].</answer>"),
+        "if they do not contain the answer, say so. Without reasoning, give the answer in English as a "
+        "complete sentence between <answer> and </answer>, citing the sources as [n], e.g. [2]."),
 }
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")

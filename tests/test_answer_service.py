@@ -12,6 +12,12 @@ from models.backend import BackendError, ChatBackend
 from models.prompts import TagStreamParser, cited_numbers, detect_language
 
 
+@pytest.fixture(autouse=True)
+def _model_text_kept(settings):
+    """These tests check the model's own text: the extractive fallback (tests/test_answer_passages.py) off."""
+    settings.set("extractive_fallback", False, persist=False)
+
+
 class FakeKB:
     """Implements the KnowledgeBaseService search/is_relevant contract over fixed hits."""
 
@@ -85,7 +91,7 @@ def test_cited_numbers_and_language():
 def test_events_order_sources_citations_and_prompt(settings):
     backend = ScriptedBackend(["<think>资料[2]说", "了</think><answer>实行民主", "集中制的原则 [2]。</answer>"])
     svc = AnswerService(settings, FakeKB(hits()), backend=backend)
-    events = list(svc.ask("国家机构实行什么原则？", kb="宪法"))
+    events = list(svc.ask("国家机构实行什么原则？", kb="宪法", think=True))
     kinds = [e.kind for e in events]
     assert kinds[0] == "sources" and kinds[-1] == "done" and "reasoning" in kinds and "answer" in kinds
     assert kinds.index("reasoning") < kinds.index("answer")
@@ -94,7 +100,8 @@ def test_events_order_sources_citations_and_prompt(settings):
     assert r.cited == [2] and r.sources[1].page == 12 and not r.refused
     assert r.timings["tokens"] > 0 and r.timings["ttft_ms"] is not None and r.timings["retrieve_ms"] >= 0
     system, user = backend.calls[0][0]["content"], backend.calls[0][-1]["content"]
-    assert "<think>" in system and "中文" in system and "[2]" in system  # language, R1 tags, one-shot
+    assert "<think>" in system and "中文" in system and "[2]" in system  # language, R1 tags, citation form
+    assert "资料中没有" in system and "土地" not in system  # a refusal phrase; no fact to copy as an example
     assert "[1] 宪法-1.pdf, p. 11" in user and "[3] 宪法-3.pdf, p. 13" in user and user.endswith("问题：国家机构实行什么原则？")
 
 
