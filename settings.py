@@ -39,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "ocr_languages": "chi_sim+eng",    # tesseract language string
     "reranker_model": "",              # optional cross-encoder folder / hub id ("" = off)
     "ingest_workers": 1,               # 1: parse files in a worker process during ingest; 0: in the ingest thread
+    "kb_lock_timeout_s": 600.0,        # seconds a write waits while another TQT-s process writes to the same KB
     # answering model
     "backend": "transformers",         # transformers | ollama | llamacpp (optional llama-cpp-python, reads model.gguf)
     "model": "Qwen/Qwen2.5-0.5B-Instruct",  # registry name, hub id or local folder

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kb import loaders, retrieval
 from kb.embeddings import Embedder
-from kb.store import KnowledgeBase, Store
+from kb.store import KnowledgeBase, Store, StoreBusy
 from kb.types import DocumentInfo, Hit, IngestResult, KBInfo
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,8 @@ class KnowledgeBaseService:
         self._embedder = embedder
         self._store: Store | None = None
         self._lock = threading.RLock()
+        #: called with one line when a write waits for another process (CLI: stderr; app: status)
+        self.on_wait: Callable[[str], None] | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -84,9 +86,14 @@ class KnowledgeBaseService:
             self._store = Store(self.settings.store_dir, self.embedder)
         return self._store
 
-    def _kb(self, name: str | None, create: bool = True) -> KnowledgeBase:
+    def _kb(self, name: str | None, create: bool = True, write: bool = True, on_wait=None) -> KnowledgeBase:
+        """Open a knowledge base; ``write`` opens it to write (crash leftovers are cleaned when no
+        other process is writing; waits for the inter-process lock report to ``on_wait``)."""
         name = name or self.settings.default_kb
-        return self.store.open(name, create=create or name == self.settings.default_kb)
+        kb = self.store.open(name, create=create or name == self.settings.default_kb, recover=write)
+        kb.lock_timeout = float(getattr(self.settings, "kb_lock_timeout_s", kb.lock_timeout))
+        kb.on_wait = on_wait or self.on_wait
+        return kb
 
     def _check_model(self, kb: KnowledgeBase) -> None:
         """Raise ValueError when the KB was built with another embedding model."""
@@ -132,7 +139,7 @@ class KnowledgeBaseService:
     def documents(self, kb: str | None = None) -> list[DocumentInfo]:
         """Documents of a knowledge base, by file name."""
         with self._lock:
-            docs = self._kb(kb, create=False).manifest()["docs"]
+            docs = self._kb(kb, create=False, write=False).manifest()["docs"]
             return sorted((DocumentInfo(source=s, sha256=d["sha256"], pages=d.get("pages", 0), chunks=d.get("chunks", 0),
                                         name=d.get("name", Path(s).name), added_at=d.get("added_at", ""),
                                         ocr_pages=d.get("ocr_pages", 0)) for s, d in docs.items()),
@@ -154,7 +161,7 @@ class KnowledgeBaseService:
                                + (f": {names}; give the full path" if infos else
                                   f" in {base.name!r}; see `python main.py kb docs`"))
             base.remove_document(infos[0].source)
-            retrieval.BM25Index(base).load()
+            _reindex(base)
             return infos[0]
 
     # -- ingest -----------------------------------------------------------------------------
@@ -181,13 +188,14 @@ class KnowledgeBaseService:
         """
         with self._lock:
             files = expand_paths([paths] if isinstance(paths, (str, Path)) else paths)
-            base = self._kb(kb)
+            waited = _ProgressWait(self.on_wait, on_progress, len(files))
+            base = self._kb(kb, on_wait=waited)
             run = _IngestRun(self, base, len(files), on_progress, on_result, cancel)
             run.run(files)
             if any(r.status in ("added", "updated") for r in run.results):
                 if on_progress:
                     on_progress(len(files), len(files), "indexing (BM25)")
-                retrieval.BM25Index(base).load()
+                _reindex(base)
             return run.results
 
     # -- search -----------------------------------------------------------------------------
@@ -201,7 +209,7 @@ class KnowledgeBaseService:
             KeyError: a named knowledge base that does not exist; ValueError: model mismatch / bad mode.
         """
         with self._lock:
-            base = self._kb(kb, create=False)
+            base = self._kb(kb, create=False, write=False)
             if mode != "bm25":
                 self._check_model(base)
             return retrieval.search(base, self.embedder, query, k or self.settings.top_k, mode)
@@ -435,13 +443,18 @@ class _IngestRun:
                           [retrieval.tokenize(c.text) for c in p["chunks"]]))
             at += n
         try:
-            self.base.put_documents(items, self.cancel)
-        except InterruptedError:
+            entries = self.base.put_documents(items, self.cancel)
+        except (InterruptedError, StoreBusy) as e:
+            msg = "cancelled" if isinstance(e, InterruptedError) else str(e)
             for p in pending:
-                self.emit(IngestResult(p["source"], "failed", "cancelled; nothing of this file was stored"))
+                self.emit(IngestResult(p["source"], "failed", f"{msg}; nothing of this file was stored"))
             return
-        for p in pending:
-            self.emit(self.result(p))
+        for p, e in zip(pending, entries, strict=True):
+            if e.get("stored_by") == "other":
+                self.emit(IngestResult(p["source"], "skipped", "the same content was stored meanwhile by another "
+                                       "TQT-s process", e.get("pages", 0), e.get("chunks", 0), e.get("ocr_pages", 0)))
+            else:
+                self.emit(self.result(p))
 
     def embed(self, texts: list[str], first: int, last: int):
         """Embed ``texts`` in groups of EMBED_GROUP; progress moves from file ``first`` to ``last``."""
@@ -464,6 +477,30 @@ class _IngestRun:
         if doc.warnings:
             msg += f" (warning: {'; '.join(doc.warnings)})"
         return IngestResult(p["source"], p["status"], msg, doc.pages, len(chunks), doc.ocr_pages)
+
+
+class _ProgressWait:
+    """``on_wait`` of an ingest: the "waiting for another process" line goes to the service's
+    ``on_wait`` and to the ingest's progress message (the app shows it in its status line)."""
+
+    def __init__(self, on_wait, on_progress, total: int):
+        self.on_wait, self.on_progress, self.total = on_wait, on_progress, total
+
+    def __call__(self, message: str) -> None:
+        log.info("%s", message)
+        if self.on_wait:
+            self.on_wait(message)
+        if self.on_progress:
+            self.on_progress(0, self.total, message)
+
+
+def _reindex(base: KnowledgeBase) -> None:
+    """Build (or load) the BM25 index of the new generation, then drop older saved ones under
+    the write lock (a reader of another process may still be loading them otherwise)."""
+    retrieval.BM25Index(base).load()
+    with base.writing_if_free() as free:
+        if free:                           # else another writer is busy: its own reindex prunes
+            retrieval.BM25Index(base).prune()
 
 
 def _parsed_ok(handle) -> bool:

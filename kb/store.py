@@ -15,9 +15,19 @@ Consistency: a document's chunks are written under a fresh version id, then the 
 flipped atomically (temp file + rename), then the old version's chunks are deleted. Reads only
 return chunks whose version is in the manifest, so a crash leaves the old or the new version,
 never a mix; :meth:`KnowledgeBase.recover` deletes leftovers named by ``pending/`` markers.
+
+Several processes (the app, a CLI ingest, a script) may open one knowledge base. Every write
+(chunks, tokens, manifest read-modify-write, recovery) holds the knowledge base's inter-process
+lock ``kbs/<collection>/write.lock`` (:mod:`filelock`, an OS file lock the kernel releases when
+its holder dies). So whoever holds the lock knows no other writer is alive, and only then are
+``pending/`` leftovers deleted: a crashed writer's, never a live one's. Readers never take the
+lock to read and never delete. chromadb's vector index is kept in memory per process and only
+catches up with other processes' writes when this process writes; :meth:`KnowledgeBase.sync_index`
+makes a reader catch up (a no-op delete under the lock) when the manifest generation moved.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -32,11 +42,20 @@ from kb.embeddings import TqtsEmbeddingFunction
 
 _CLIENTS: dict[str, object] = {}
 _MANIFESTS: dict[str, tuple] = {}     # manifest path -> ((inode, mtime_ns, size), parsed)
+_LOCKS: dict[str, object] = {}        # write.lock path -> filelock.FileLock (one per process)
+_SYNCED: dict[str, int] = {}          # collection name -> manifest generation its vector index has seen
+#: seconds a writer waits for another process's write before giving up (settings kb_lock_timeout_s)
+LOCK_TIMEOUT = 600.0
+
+
+class StoreBusy(TimeoutError):
+    """Another process kept the knowledge base's write lock longer than the timeout."""
 
 
 def _copy_docs(m: dict) -> dict:
     """A copy deep enough for callers to add/remove documents and edit entries."""
-    return {"generation": m.get("generation", 0), "docs": {k: dict(v) for k, v in m["docs"].items()}}
+    return {"generation": m.get("generation", 0), "docs": {k: dict(v) for k, v in m["docs"].items()},
+            "writer": m.get("writer", 0)}
 _CLIENTS_LOCK = threading.Lock()
 
 
@@ -84,6 +103,69 @@ class KnowledgeBase:
         self.dir = Path(store_dir) / "kbs" / collection.name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_batch = max(1, int(collection._client.get_max_batch_size()))
+        #: called with one line when a write must wait for another process (set by the service)
+        self.on_wait = None
+        self.lock_timeout = LOCK_TIMEOUT
+
+    # -- inter-process write lock -------------------------------------------------------------
+    def _file_lock(self):
+        from filelock import FileLock
+
+        path = str(self.dir / "write.lock")
+        with _CLIENTS_LOCK:
+            if path not in _LOCKS:   # one object per process: reentrant per thread, exclusive across threads
+                _LOCKS[path] = FileLock(path)
+            return _LOCKS[path]
+
+    @contextlib.contextmanager
+    def writing(self, timeout: float | None = None):
+        """Hold the knowledge base's inter-process write lock (reentrant in one thread).
+
+        When another process holds it, ``self.on_wait`` gets "another TQT-s process is writing
+        to «KB»; waiting…" once and this waits up to ``timeout`` seconds (default
+        ``self.lock_timeout``).
+
+        Raises:
+            StoreBusy: still held by another process after the timeout.
+        """
+        from filelock import Timeout
+
+        lock = self._file_lock()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if self.on_wait:
+                self.on_wait(f"another TQT-s process is writing to «{self.name}»; waiting…")
+            limit = self.lock_timeout if timeout is None else timeout
+            try:
+                lock.acquire(timeout=limit)
+            except Timeout:
+                raise StoreBusy(f"another TQT-s process has been writing to «{self.name}» for over {limit:.0f} s; "
+                                "let it finish (or close it) and try again") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextlib.contextmanager
+    def writing_if_free(self):
+        """Yield True holding the write lock when no other process holds it, else yield False."""
+        held = self._try_lock()
+        try:
+            yield held
+        finally:
+            if held:
+                self._file_lock().release()
+
+    def _try_lock(self) -> bool:
+        """Take the write lock only when free (True: now held; release it with the lock's release)."""
+        from filelock import Timeout
+
+        try:
+            self._file_lock().acquire(timeout=0)
+            return True
+        except Timeout:
+            return False
 
     # -- manifest ---------------------------------------------------------------------------
     def manifest(self) -> dict:
@@ -109,7 +191,9 @@ class KnowledgeBase:
             else:
                 m["docs"][source] = entry
         m["generation"] = m.get("generation", 0) + 1
+        m["writer"] = os.getpid()
         write_json_atomic(self.dir / "manifest.json", m)
+        _SYNCED[self.collection.name] = m["generation"]  # our write caught our vector index up
 
     def current_versions(self) -> set[str]:
         return {d["version"] for d in self.manifest()["docs"].values()}
@@ -135,11 +219,27 @@ class KnowledgeBase:
         Returns:
             The manifest entries now current, in order. All documents of one call become
             visible together (one manifest write), and chromadb gets few large ``add`` calls.
+            A document whose bytes (sha256) another process stored while this one was parsing
+            is not stored twice: its entry is the stored one, with ``"stored_by": "other"``.
+
+        Raises:
+            StoreBusy: another process held the write lock past the timeout (nothing written).
         """
-        docs = self.manifest()["docs"]
+        with self.writing():
+            self._recover_locked()          # a crashed writer's leftovers, now that no writer is live
+            docs = self.manifest()["docs"]
+            by_sha = {d["sha256"]: d for d in docs.values()}
+            fresh = [it for it in items if it[1]["sha256"] not in by_sha]
+            stored = self._put_locked(fresh, docs, cancel) if fresh else []
+            done = dict(zip((id(it) for it in fresh), stored, strict=True))
+            return [done.get(id(it)) or dict(by_sha[it[1]["sha256"]], stored_by="other") for it in items]
+
+    def _put_locked(self, items: list[tuple], docs: dict, cancel) -> list[dict]:
+        """:meth:`put_documents` for documents not stored yet; the caller holds the write lock."""
         versions = [uuid.uuid4().hex[:12] for _ in items]
         olds = [docs.get(it[0], {}).get("version") for it in items]
-        write_json_atomic(self.dir / "pending" / f"{versions[0]}.json", {"new": versions, "old": [o for o in olds if o]})
+        write_json_atomic(self.dir / "pending" / f"{versions[0]}.json",
+                          {"new": versions, "old": [o for o in olds if o], "pid": os.getpid()})
         ids, metas, texts, vecs = [], [], [], []
         for (source, entry, chunks, emb, tokens), version in zip(items, versions, strict=True):
             vids = [f"{version}-{c.index:05d}" for c in chunks]
@@ -153,29 +253,44 @@ class KnowledgeBase:
         embeddings = np.concatenate(vecs) if vecs else np.zeros((0, 1), dtype=np.float32)
         for i in range(0, len(ids), self.max_batch):
             if cancel is not None and cancel.is_set():
-                self.recover()
+                self._recover_locked()
                 raise InterruptedError("cancelled")
             j = i + self.max_batch
             self.collection.add(ids=ids[i:j], embeddings=embeddings[i:j], metadatas=metas[i:j], documents=texts[i:j])
         entries = [dict(it[1], version=v, chunks=len(it[2])) for it, v in zip(items, versions, strict=True)]
         self._flip({it[0]: e for it, e in zip(items, entries, strict=True)})
-        self.recover()
+        self._recover_locked()
         return entries
 
     def remove_document(self, source: str) -> dict:
-        """Drop a document (manifest first, then its chunks). Raises KeyError when absent."""
-        entry = self.manifest()["docs"][source]
-        write_json_atomic(self.dir / "pending" / f"rm-{entry['version']}.json", {"new": [], "old": [entry["version"]]})
-        self._flip({source: None})
-        self.recover()
-        return entry
+        """Drop a document (manifest first, then its chunks). Raises KeyError when absent,
+        StoreBusy when another process holds the write lock past the timeout."""
+        with self.writing():
+            entry = self.manifest()["docs"][source]
+            write_json_atomic(self.dir / "pending" / f"rm-{entry['version']}.json",
+                              {"new": [], "old": [entry["version"]], "pid": os.getpid()})
+            self._flip({source: None})
+            self._recover_locked()
+            return entry
 
     def recover(self) -> int:
-        """Delete chunks/tokens of versions named by pending markers that are not current.
+        """Delete leftovers of crashed writers (chunks/tokens of versions named by ``pending/``
+        markers that are not current), but only when no writer is alive: when another process
+        holds the write lock this does nothing and returns 0 (that writer cleans up itself).
 
         Returns:
             Number of markers resolved.
         """
+        if not (self.dir / "pending").exists() or not self._try_lock():
+            return 0
+        try:
+            return self._recover_locked()
+        finally:
+            self._file_lock().release()
+
+    def _recover_locked(self) -> int:
+        """:meth:`recover` for a caller that holds the write lock (so every marker's writer is
+        gone, or is this very call, which has flipped the manifest already)."""
         pending = sorted((self.dir / "pending").glob("*.json")) if (self.dir / "pending").exists() else []
         if not pending:
             return 0
@@ -192,6 +307,41 @@ class KnowledgeBase:
                     (self.dir / "tokens" / f"{v}.json").unlink(missing_ok=True)
             marker.unlink(missing_ok=True)
         return len(pending)
+
+    def sync_index(self, wait: float = 2.0) -> bool:
+        """Make this process's chromadb vector index catch up with other processes' writes.
+
+        chromadb keeps the HNSW index in memory per process and applies other processes' rows
+        only when this process writes; a no-op delete under the write lock does that. Called
+        before vector search when the manifest generation moved since this process last synced.
+
+        Args:
+            wait: seconds to wait for a busy write lock; when still busy the index stays as it
+                is (a search then answers from it: hits are still filtered to current versions).
+
+        Returns:
+            True when the index is now current.
+        """
+        gen = self.manifest().get("generation", 0)
+        if _SYNCED.get(self.collection.name) == gen:
+            return True
+        if gen == 0:
+            _SYNCED[self.collection.name] = gen
+            return True
+        from filelock import Timeout
+
+        lock = self._file_lock()
+        try:
+            lock.acquire(timeout=wait)
+        except Timeout:
+            return False
+        try:
+            gen = self.manifest().get("generation", 0)
+            self.collection.delete(ids=["tqts-index-sync"])
+            _SYNCED[self.collection.name] = gen
+            return True
+        finally:
+            lock.release()
 
     # -- reads ------------------------------------------------------------------------------
     def tokens_of(self, version: str) -> dict:
@@ -217,6 +367,7 @@ class KnowledgeBase:
         total = self.chunk_count()  # the manifest, not collection.count(): 9 of 27 ms at 100k chunks
         if total == 0:
             return []
+        self.sync_index()
         res = self.collection.query(query_embeddings=[np.asarray(vector, dtype=np.float32)],
                                     n_results=min(n, total), include=["metadatas", "distances"])
         current = self.current_versions()
@@ -253,8 +404,9 @@ class Store:
         col = self.collections().get(name)
         return KnowledgeBase(self.dir, col) if col is not None else None
 
-    def open(self, name: str, create: bool = True) -> KnowledgeBase:
-        """Open (or create) a knowledge base by display name; leftovers of a crash are cleaned.
+    def open(self, name: str, create: bool = True, recover: bool = True) -> KnowledgeBase:
+        """Open (or create) a knowledge base by display name; leftovers of a crashed writer are
+        cleaned when ``recover`` and no other process is writing (readers pass False).
 
         Raises:
             KeyError: absent and ``create`` is False.
@@ -263,15 +415,32 @@ class Store:
         if kb is None:
             if not create:
                 raise KeyError(f"no knowledge base named {name!r}; see `python main.py kb list`")
-            kb = self.create(name)
-        kb.recover()
+            with self._names_lock():      # two processes creating "default" at once make one KB
+                kb = self.find(name) or self.create(name)
+        if recover:
+            kb.recover()
         return kb
+
+    def _names_lock(self):
+        """The inter-process lock over knowledge base names (create, rename)."""
+        from filelock import FileLock
+
+        (self.dir / "kbs").mkdir(parents=True, exist_ok=True)
+        path = str(self.dir / "kbs" / "names.lock")
+        with _CLIENTS_LOCK:
+            if path not in _LOCKS:
+                _LOCKS[path] = FileLock(path, timeout=LOCK_TIMEOUT)
+            return _LOCKS[path]
 
     def create(self, name: str) -> KnowledgeBase:
         """Create an empty knowledge base. Raises ValueError for an empty or taken name."""
         name = (name or "").strip()
         if not name:
             raise ValueError("a knowledge base needs a non-empty name")
+        with self._names_lock():
+            return self._create_locked(name)
+
+    def _create_locked(self, name: str) -> KnowledgeBase:
         if name in self.collections():
             raise ValueError(f"a knowledge base named {name!r} already exists; pick another name")
         meta = {"tqts": 1, "display_name": name,
@@ -284,16 +453,18 @@ class Store:
 
     def rename(self, old: str, new: str) -> KnowledgeBase:
         """Change a display name (the collection name stays). Raises KeyError / ValueError."""
-        kb = self.open(old, create=False)
+        kb = self.open(old, create=False, recover=False)
         new = (new or "").strip()
-        if not new or new in self.collections():
-            raise ValueError(f"cannot rename to {new!r}: empty or already used")
-        meta = dict(kb.collection.metadata or {}, display_name=new)
-        kb.collection.modify(metadata=meta)
+        with self._names_lock():
+            if not new or new in self.collections():
+                raise ValueError(f"cannot rename to {new!r}: empty or already used")
+            meta = dict(kb.collection.metadata or {}, display_name=new)
+            kb.collection.modify(metadata=meta)
         return KnowledgeBase(self.dir, self.client.get_collection(kb.collection.name))
 
     def delete(self, name: str) -> None:
         """Delete a knowledge base, its chunks and side folder. Raises KeyError when absent."""
-        kb = self.open(name, create=False)
-        self.client.delete_collection(kb.collection.name)
-        shutil.rmtree(kb.dir, ignore_errors=True)
+        kb = self.open(name, create=False, recover=False)
+        with kb.writing():
+            self.client.delete_collection(kb.collection.name)
+            shutil.rmtree(kb.dir, ignore_errors=True)

@@ -232,20 +232,16 @@ def test_crash_after_manifest_flip_keeps_new_version_only(svc, corpus, monkeypat
 
     svc.ingest([corpus])
     (corpus / "notes.txt").write_text("全新内容。New content only.", encoding="utf-8")
-    real = KnowledgeBase.recover
+    real = KnowledgeBase._flip
 
-    calls = []
+    def crash(self, changes):      # die right after the manifest flip, before the old chunks go
+        real(self, changes)
+        raise _Crash()
 
-    def crash(self):              # 1st call: at open; 2nd: after the manifest flip -> die there
-        calls.append(1)
-        if len(calls) == 2:
-            raise _Crash()
-        return real(self)
-
-    monkeypatch.setattr(KnowledgeBase, "recover", crash)
+    monkeypatch.setattr(KnowledgeBase, "_flip", crash)
     with pytest.raises(_Crash):
         svc.ingest([corpus / "notes.txt"])
-    monkeypatch.setattr(KnowledgeBase, "recover", real)
+    monkeypatch.setattr(KnowledgeBase, "_flip", real)
     again = KnowledgeBaseService(svc.settings)
     hits = again.search("Retrieval augmented generation New content", mode="bm25", k=10)
     assert any("New content" in h.text for h in hits) and not any("Retrieval augmented" in h.text for h in hits)
