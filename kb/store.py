@@ -60,14 +60,21 @@ _CLIENTS_LOCK = threading.Lock()
 
 
 def client_for(store_dir: Path):
-    """The chromadb PersistentClient for ``store_dir/chroma`` (one per process and path)."""
+    """The chromadb PersistentClient for ``store_dir/chroma`` (one per process and path).
+
+    Opened under the inter-process lock ``store_dir/chroma.lock``: two processes opening a new
+    store at once would both run chromadb's schema migrations ("table collections already exists").
+    """
     import chromadb
     from chromadb.config import Settings
+    from filelock import FileLock
 
     path = str(Path(store_dir) / "chroma")
     with _CLIENTS_LOCK:
         if path not in _CLIENTS:
-            _CLIENTS[path] = chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False))
+            Path(store_dir).mkdir(parents=True, exist_ok=True)
+            with FileLock(str(Path(store_dir) / "chroma.lock"), timeout=LOCK_TIMEOUT):
+                _CLIENTS[path] = chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False))
         return _CLIENTS[path]
 
 

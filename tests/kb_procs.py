@@ -1,0 +1,64 @@
+"""A real KnowledgeBaseService in a subprocess, for the multi-process tests.
+
+    python tests/kb_procs.py ROOT ingest FOLDER OUT.json     ingest, write the statuses
+    python tests/kb_procs.py ROOT search STOPFILE OUT.json   search until STOPFILE exists
+
+The data dir comes from TQTS_HOME. The embedder is :class:`HashEmbedder` (no torch import, so
+the processes start in a second or two); EMBED_GROUP is 1 so every file is its own write.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+
+class HashEmbedder:
+    """Bag of hashed characters, 64 dims, L2-normalised: a deterministic stand-in embedder."""
+
+    model_name = "hash-embedder"
+    dimension = 64
+
+    def encode_documents(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), 64) float32, rows of unit length."""
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for ch in t:
+                out[i, int(hashlib.md5(ch.encode()).hexdigest(), 16) % 64] += 1
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+    def encode_query(self, q: str) -> np.ndarray:
+        return self.encode_documents([q])[0]
+
+
+def main(argv: list[str]) -> int:
+    root, mode, arg, out = argv[1], argv[2], Path(argv[3]), Path(argv[4])
+    sys.path.insert(0, root)
+    import kb.service
+    import settings as settings_mod
+
+    kb.service.EMBED_GROUP = 1
+    svc = kb.service.KnowledgeBaseService(settings_mod.load(), embedder=HashEmbedder())
+    svc.on_wait = lambda m: print(m, file=sys.stderr, flush=True)
+    if mode == "ingest":
+        results = svc.ingest([arg])
+        out.write_text(json.dumps([[r.path, r.status, r.message] for r in results]), encoding="utf-8")
+        return 0
+    done, errors, hits = 0, [], 0
+    while not arg.exists() or done < 3:
+        try:
+            hits += len(svc.search("根本制度 document page", k=5))
+            hits += len(svc.search("文件", k=3, mode="vector"))
+        except Exception:  # noqa: BLE001  (counted: the test asserts there are none)
+            errors.append(traceback.format_exc())
+        done += 1
+    out.write_text(json.dumps({"searches": done, "errors": errors, "hits": hits}), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
