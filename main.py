@@ -4,6 +4,7 @@
     python main.py ingest PATH...       add files/folders to a knowledge base
     python main.py search QUERY         hybrid search
     python main.py kb list|docs|remove  manage knowledge bases
+    python main.py kb check|repair      find and fix inconsistencies
     python main.py ask QUESTION         a streamed, cited answer
     python main.py models ...           list/import/pull/use/export-ollama
     python main.py voice pull LANG      fetch a vosk model (online users)
@@ -40,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = kb.add_parser("remove", help="remove a document (path, file name or sha256 prefix)")
     s.add_argument("--kb")
     s.add_argument("doc")
+    s = kb.add_parser("check", help="compare manifest, chromadb chunks and BM25 tokens (all KBs by default)")
+    s.add_argument("--kb")
+    s.add_argument("--json", action="store_true")
+    s = kb.add_parser("repair", help="fix what `kb check` finds; documents that are fine are not touched")
+    s.add_argument("--kb")
 
     s = sub.add_parser("ask", help="answer a question from a knowledge base")
     s.add_argument("--kb")

@@ -116,3 +116,51 @@ def cmd_kb_remove(args, settings) -> int:
         return _err(str(e).strip("'\""))
     print(f"removed {d.source} ({d.chunks} chunks)")
     return 0
+
+
+def cmd_kb_check(args, settings) -> int:
+    """Compare manifest, chromadb rows and BM25 tokens; exit 1 when something is inconsistent."""
+    try:
+        reports = _service(settings).check(args.kb)
+    except KeyError as e:
+        return _err(str(e).strip("'\""))
+    if args.json:
+        print(json.dumps([{**r.__dict__, "ok": r.ok} for r in reports], ensure_ascii=False, indent=1))
+    else:
+        for r in reports:
+            print("\n".join(r.lines()))
+        if not reports:
+            print("no knowledge bases yet")
+        if not all(r.ok for r in reports):
+            print("run `python main.py kb repair" + (f" --kb {args.kb}" if args.kb else "") + "` to fix it")
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def cmd_kb_repair(args, settings) -> int:
+    """Repair inconsistent knowledge bases (with progress); exit 1 when a file could not be restored."""
+    svc = _service(settings)
+    svc.on_wait = lambda m: print(m, file=sys.stderr, flush=True)
+    last = [""]
+
+    def progress(done, total, message):
+        if message != last[0] and not message.startswith("embedding"):
+            last[0] = message
+            print(f"  {message}", file=sys.stderr, flush=True)
+
+    def result(r):
+        print(f"{_MARK.get(r.status, '?')} {r.status:8s} {r.path}" + (f": {r.message}" if r.message else ""))
+
+    try:
+        done = svc.repair(args.kb, on_progress=progress, on_result=result)
+    except (KeyError, TimeoutError) as e:
+        return _err(str(e).strip("'\""))
+    failed = 0
+    for rep, results in done:
+        if rep.ok:
+            print(f"«{rep.kb}»: consistent, nothing to repair")
+            continue
+        print("found: " + " | ".join(rep.lines()))
+        failed += sum(r.status == "failed" for r in results)
+        after = svc.check(rep.kb)[0]
+        print("now: " + " | ".join(after.lines()))
+    return 1 if failed else 0

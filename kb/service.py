@@ -18,7 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kb import loaders, retrieval
+from kb import repair as repair_mod
 from kb.embeddings import Embedder
+from kb.repair import CheckReport
 from kb.store import KnowledgeBase, Store, StoreBusy
 from kb.types import DocumentInfo, Hit, IngestResult, KBInfo
 
@@ -213,6 +215,60 @@ class KnowledgeBaseService:
             if mode != "bm25":
                 self._check_model(base)
             return retrieval.search(base, self.embedder, query, k or self.settings.top_k, mode)
+
+    # -- check and repair (kb/repair.py) ---------------------------------------------------------
+    def check(self, kb: str | None = None, vector_index: bool = True) -> list[CheckReport]:
+        """Consistency of one knowledge base (None: all of them); reads only.
+
+        Args:
+            vector_index: also ask the vector index for every chunk (slower; the app's check
+                on open leaves it out).
+
+        Raises:
+            KeyError: a named knowledge base that does not exist.
+        """
+        with self._lock:
+            names = [kb] if kb else [k.name for k in self.list_kbs()]
+            return [repair_mod.check(self._kb(n, create=False, write=False), vector_index) for n in names]
+
+    def repair(self, kb: str | None = None, *, on_progress: Callable[[float, float, str], None] | None = None,
+               on_result: Callable[[IngestResult], None] | None = None) -> list[tuple[CheckReport, list[IngestResult]]]:
+        """Make inconsistent knowledge bases consistent; documents that are fine are not touched.
+
+        Under the write lock: leftovers are deleted, missing BM25 tokens rebuilt from the stored
+        chunks, chunks missing from the vector index added again, duplicates and documents
+        without all their chunks dropped; then those documents are ingested again from their
+        files (progress and one result per file as in :meth:`ingest`; a file that is gone gets a
+        "failed" line).
+
+        Returns:
+            Per knowledge base: (the report found before repairing, results of the re-ingest).
+
+        Raises:
+            KeyError: a named knowledge base that does not exist; StoreBusy: another process
+            kept writing past ``kb_lock_timeout_s``.
+        """
+        out = []
+        with self._lock:
+            for name in [kb] if kb else [k.name for k in self.list_kbs()]:
+                base = self._kb(name, create=False)
+                say = (lambda m: on_progress(0, 1, m)) if on_progress else (lambda m: None)  # noqa: E731
+                with base.writing():
+                    rep = repair_mod.check(base)
+                    again = [] if rep.ok else repair_mod.fix_in_place(base, rep, log=say)
+                results = [IngestResult(s, "failed", "the file is no longer there, so its chunks could not be "
+                                        "restored; ingest it again from where it is now")
+                           for s in again if not Path(s).is_file()]
+                for r in results:
+                    if on_result:
+                        on_result(r)
+                present = [s for s in again if Path(s).is_file()]
+                if present:
+                    results += self.ingest(present, name, on_progress=on_progress, on_result=on_result)
+                if not rep.ok:
+                    _reindex(base)
+                out.append((rep, results))
+        return out
 
     def is_relevant(self, hits: list[Hit]) -> bool:
         """True when the best cosine similarity among ``hits`` reaches ``settings.relevance_floor``
