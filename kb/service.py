@@ -10,6 +10,7 @@ import hashlib
 import logging
 import multiprocessing
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -42,16 +43,31 @@ def file_sha256(path: Path) -> str:
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     """Files and folders -> files: folders recursively (supported types and .doc, hidden
     entries skipped, sorted); named files kept as given, even unsupported ones (reported later)."""
+    return expand_paths_checked(paths, follow_symlinks=True)[0]
+
+
+def expand_paths_checked(paths: Iterable[str | Path], follow_symlinks: bool = False) -> tuple[list[Path], list[IngestResult]]:
+    """:func:`expand_paths`, and a "skipped" result for each file found in a folder through a
+    link that leads outside that folder (unless ``follow_symlinks``): a link to a private key
+    dropped in a folder must not end up in the knowledge base. Files named directly are kept."""
     out: list[Path] = []
+    skipped: list[IngestResult] = []
     for p in paths:
         p = Path(p).expanduser()
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file()
-                              and not any(part.startswith(".") for part in f.relative_to(p).parts)
-                              and (loaders.is_supported(f) or f.suffix.lower() == ".doc")))
-        else:
+        if not p.is_dir():
             out.append(p)
-    return out
+            continue
+        root = p.resolve()
+        for f in sorted(f for f in p.rglob("*") if f.is_file()
+                        and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                        and (loaders.is_supported(f) or f.suffix.lower() == ".doc")):
+            target = f.resolve()
+            if not follow_symlinks and not target.is_relative_to(root):
+                skipped.append(IngestResult(str(f), "skipped", f"a link to {target}, outside the folder {p}; not "
+                                            "followed (set follow_symlinks: true to allow links)"))
+            else:
+                out.append(f)
+    return out, skipped
 
 
 class KnowledgeBaseService:
@@ -189,10 +205,13 @@ class KnowledgeBaseService:
             One result per file, in order (files not reached after a cancel are left out).
         """
         with self._lock:
-            files = expand_paths([paths] if isinstance(paths, (str, Path)) else paths)
+            files, links = expand_paths_checked([paths] if isinstance(paths, (str, Path)) else paths,
+                                                bool(getattr(self.settings, "follow_symlinks", False)))
             waited = _ProgressWait(self.on_wait, on_progress, len(files))
             base = self._kb(kb, on_wait=waited)
             run = _IngestRun(self, base, len(files), on_progress, on_result, cancel)
+            for r in links:
+                run.emit(r)
             run.run(files)
             if any(r.status in ("added", "updated") for r in run.results):
                 if on_progress:
@@ -279,6 +298,10 @@ class KnowledgeBaseService:
         return max(sims) >= float(self.settings.relevance_floor) if sims else True
 
 
+class FileTimeout(Exception):
+    """A file parsed longer than ``settings.file_time_budget_s``; its worker was killed."""
+
+
 class _Parser:
     """Load + chunk for one ingest call: in ONE worker process ("spawn"; it imports kb.loaders,
     kb.ocr and kb.chunking only: no chromadb, no torch) so parsing overlaps embedding and never
@@ -288,11 +311,14 @@ class _Parser:
 
     def __init__(self, settings):
         self.opts = {"chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap,
-                     "ocr_engine": settings.ocr_engine, "ocr_languages": settings.ocr_languages}
+                     "ocr_engine": settings.ocr_engine, "ocr_languages": settings.ocr_languages,
+                     "max_uncompressed_mb": float(getattr(settings, "max_uncompressed_mb", loaders.MAX_UNCOMPRESSED_MB))}
+        self.budget = float(getattr(settings, "file_time_budget_s", 900.0))
         self.in_process = int(getattr(settings, "ingest_workers", 1)) <= 0
         self.pool = self.queue = None
         self.live: set = set()             # Futures of the current worker
         self.started = False               # has any worker come up (sent loaders.READY)?
+        self.began: dict[int, float] = {}  # file index -> time.monotonic() its parse began in the worker
 
     def submit(self, i: int, path: Path):
         """Queue file ``i`` in the worker -> a Future, or None to parse it in :meth:`wait`."""
@@ -334,11 +360,25 @@ class _Parser:
                 while self.queue is not None and not self.queue.empty():
                     msg = self.queue.get()
                     self.started = self.started or msg == loaders.READY
-                    last = msg if msg[0] == i else last
+                    if msg[2] == loaders.BEGIN:
+                        self.began[msg[0]] = time.monotonic()
+                    elif msg[0] == i:
+                        last = msg
                 if last:
                     report(last[1], last[2])
             if cancel is not None and cancel.is_set():
                 raise InterruptedError("cancelled")
+            if i in self.began and time.monotonic() - self.began[i] > self.budget:
+                self.kill()
+                raise FileTimeout(f"parsing took longer than file_time_budget_s = {self.budget:g} s, so the file was "
+                                  "abandoned (nothing of it stored); split it into smaller files, or raise "
+                                  "file_time_budget_s in settings")
+
+    def kill(self) -> None:
+        """Kill the worker now (a file ran past its time budget); the next submit starts a new one."""
+        for proc in list((getattr(self.pool, "_processes", None) or {}).values()):
+            proc.kill()
+        self.close(wait=False)
 
     def restart(self, handle=None) -> None:
         """Drop the broken worker (unless ``handle`` came from an earlier, already dropped one);
@@ -405,6 +445,10 @@ class _IngestRun:
         try:
             if not path.exists():
                 raise loaders.LoaderError("no such file or folder; check the path")
+            limit = float(getattr(self.svc.settings, "max_file_mb", 512))
+            if path.stat().st_size > limit * 2**20:
+                raise loaders.LoaderError(f"the file is {path.stat().st_size / 2**20:,.0f} MB (limit max_file_mb = "
+                                          f"{limit:g}); it was not read. Split it, or raise max_file_mb in settings")
             source, sha = str(path.resolve()), file_sha256(path)
             docs = self.base.manifest()["docs"]
             if docs.get(source, {}).get("sha256") == sha:
@@ -412,7 +456,9 @@ class _IngestRun:
                 return {**item, "result": IngestResult(source, "skipped", "unchanged", d.get("pages", 0),
                                                        d.get("chunks", 0), d.get("ocr_pages", 0))}
             self.svc._check_model(self.base)
-        except (loaders.LoaderError, ValueError, OSError) as e:
+        except OSError as e:
+            return {**item, "result": IngestResult(str(path), "failed", loaders.os_error_line(e))}
+        except (loaders.LoaderError, ValueError) as e:
             return {**item, "result": IngestResult(str(path), "failed", str(e))}
         entry = {"sha256": sha, "name": path.name}
         item.update(source=source, entry=entry, status="updated" if source in docs else "added")
@@ -469,8 +515,14 @@ class _IngestRun:
                         w["handle"] = self.parser.submit(w["i"], w["path"])
             except InterruptedError:
                 return IngestResult(item["source"], "failed", "cancelled; nothing of this file was stored")
+            except FileTimeout as e:       # the worker was killed: files parsing ahead go to a new one
+                for w in window:
+                    if "handle" in w and not _parsed_ok(w["handle"]):
+                        w["handle"] = self.parser.submit(w["i"], w["path"])
+                return IngestResult(item["source"], "failed", str(e))
             except Exception as e:  # noqa: BLE001  (the worker's error, whatever it is, fails this file only)
-                msg = str(e) if isinstance(e, (loaders.LoaderError, OSError)) else \
+                msg = str(e) if isinstance(e, loaders.LoaderError) else loaders.os_error_line(e) \
+                    if isinstance(e, OSError) else \
                     f"could not read the file ({type(e).__name__}: {e}); re-save it and ingest again"
                 return IngestResult(str(path), "failed", " ".join(msg.split()))
         log.debug("parsed %s in process %d (%.2f s)", path.name, out["pid"], out["seconds"])
