@@ -182,7 +182,7 @@ def load_pdf(path: Path, *, ocr_engine: str = "auto", ocr_languages: str = "chi_
     try:
         doc = pymupdf.open(path, filetype="pdf")
     except Exception as e:
-        raise LoaderError(f"cannot open as PDF ({e}); the file is corrupt or truncated: "
+        raise LoaderError(f"the PDF is damaged (corrupt or truncated) and cannot be opened ({e}); "
                           "re-download it or re-save it from a PDF viewer") from None
     with doc:
         repaired = bool(getattr(doc, "is_repaired", False))
@@ -469,16 +469,37 @@ BEGIN = -1
 
 def worker_init(progress) -> None:
     """Initializer of the ingest worker process: keep the page-progress queue, and exit when the
-    parent process dies (a killed app must not leave an orphan parser behind)."""
+    parent process dies (a killed app must not leave an orphan parser behind): on Linux the
+    kernel kills it (``PR_SET_PDEATHSIG``, which works even while a C parser holds the GIL);
+    everywhere a thread waiting on the parent's sentinel exits the process."""
     import multiprocessing
     import threading
 
     global _PROGRESS
     _PROGRESS = progress
-    progress.put(READY)  # the parent tells "cannot start here" from "a file crashed the parser"
     parent = multiprocessing.parent_process()
+    _die_with_parent(parent.pid if parent is not None else None)
+    progress.put(READY)  # the parent tells "cannot start here" from "a file crashed the parser"
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Linux: ask the kernel to SIGKILL this process when its parent dies (no-op elsewhere)."""
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux") or parent_pid is None:
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))    # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:            # the parent died before prctl: nobody to signal us
+        os._exit(0)
 
 
 def _exit_with(sentinel) -> None:
