@@ -102,7 +102,26 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from models import voice_cli as cli
         name = f"voice_{args.voice_command}"
-    return getattr(cli, f"cmd_{name}")(args, settings)
+    return run_command(getattr(cli, f"cmd_{name}"), args, settings)
+
+
+def run_command(handler, args, settings) -> int:
+    """Run a CLI handler; an error it did not expect becomes one line, not a traceback
+    (``TQTS_DEBUG=1`` shows the traceback for a bug report)."""
+    import os
+
+    try:
+        return handler(args, settings)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  (the last line of defence: users never see a traceback)
+        if os.environ.get("TQTS_DEBUG"):
+            raise
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(f"error: {first or type(e).__name__} ({type(e).__name__}; run again with TQTS_DEBUG=1 "
+              "for details to report)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -43,9 +43,10 @@ def cmd_ingest(args, settings) -> int:
         line = f"{_MARK.get(r.status, '?')} {r.status:8s} {r.path}"
         bar.write(line + (f": {r.message}" if r.message else ""))
 
+    svc.on_wait = bar.write
     try:
         results = svc.ingest(args.paths, args.kb, on_progress=progress, on_result=result)
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, TimeoutError) as e:
         bar.close()
         return _err(str(e).strip("'\""))
     bar.close()
@@ -61,9 +62,11 @@ def cmd_search(args, settings) -> int:
     """Print the top-k hits (or a JSON list with --json)."""
     svc = _service(settings)
     query = " ".join(args.query)
+    from kb.embeddings import EmbedderError
+
     try:
         hits = svc.search(query, args.kb, args.k)
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, EmbedderError) as e:
         return _err(str(e).strip("'\""))
     if args.json:
         print(json.dumps([h.to_json() for h in hits], ensure_ascii=False, indent=1))
@@ -110,9 +113,11 @@ def cmd_kb_docs(args, settings) -> int:
 
 def cmd_kb_remove(args, settings) -> int:
     """Remove one document (path, file name or sha256 prefix)."""
+    svc = _service(settings)
+    svc.on_wait = lambda m: print(m, file=sys.stderr, flush=True)
     try:
-        d = _service(settings).remove(args.doc, args.kb)
-    except KeyError as e:
+        d = svc.remove(args.doc, args.kb)
+    except (KeyError, TimeoutError) as e:
         return _err(str(e).strip("'\""))
     print(f"removed {d.source} ({d.chunks} chunks)")
     return 0

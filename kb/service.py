@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kb import loaders, retrieval
 from kb import repair as repair_mod
-from kb.embeddings import Embedder
+from kb.embeddings import Embedder, EmbedderError
 from kb.repair import CheckReport
 from kb.store import KnowledgeBase, Store, StoreBusy
 from kb.types import DocumentInfo, Hit, IngestResult, KBInfo
@@ -410,6 +410,7 @@ class _IngestRun:
         self.pending: list[dict] = []
         self.parser = _Parser(svc.settings)
         self.queued: set[str] = set()      # sha256 of files sent to the parser in this call
+        self.embedder_error: str | None = None   # the embedder could not load: files fail, unparsed
 
     def cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
@@ -462,10 +463,24 @@ class _IngestRun:
             return {**item, "result": IngestResult(str(path), "failed", str(e))}
         entry = {"sha256": sha, "name": path.name}
         item.update(source=source, entry=entry, status="updated" if source in docs else "added")
+        if self.embedder_error:
+            return {**item, "result": IngestResult(str(path), "failed", self.embedder_error)}
         if sha not in self.queued and not any(d["sha256"] == sha for d in docs.values()):
             self.queued.add(sha)
             item["handle"] = self.parser.submit(i, path)
+            if not self.embedder_ready():
+                return {**item, "result": IngestResult(str(path), "failed", self.embedder_error)}
         return item
+
+    def embedder_ready(self) -> bool:
+        """Load the embedder once (while the worker parses the first file); on failure remember
+        its one-line message: every file then fails with it, before its parse is waited for."""
+        if self.embedder_error is None:
+            try:
+                getattr(self.svc.embedder, "model", None)      # a real Embedder loads here
+            except EmbedderError as e:
+                self.embedder_error = " ".join(str(e).split())
+        return self.embedder_error is None
 
     def add(self, item: dict, window: deque) -> None:
         """Finish file ``item``: wait for its parse, queue its chunks; failures and skips are
