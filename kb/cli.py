@@ -1,4 +1,4 @@
-"""CLI handlers for ``ingest``, ``search`` and ``kb list|docs|remove`` (wired in main.py).
+"""CLI handlers for ``ingest``, ``search`` and ``kb list|docs|remove|check|repair`` (wired in main.py).
 
 Each handler is ``cmd_<name>(args, settings) -> exit code``.
 """

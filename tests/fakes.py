@@ -177,8 +177,9 @@ class FakeAnswers:
 
 
 # -- GUI test helpers ----------------------------------------------------------------------
-def pump(root, until=lambda: False, timeout: float = 20.0, step: float = 0.005) -> bool:
-    """Run the Tk event loop (``root.update()``) until ``until()`` is true or ``timeout`` s pass."""
+def pump(root, until=lambda: False, timeout: float = 300.0, step: float = 0.005) -> bool:
+    """Run the Tk event loop (``root.update()``) until ``until()`` is true or ``timeout`` s pass
+    (a generous deadline: only a failing test waits that long; the suite runs on busy machines)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         root.update()

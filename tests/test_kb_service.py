@@ -335,7 +335,9 @@ def test_killed_worker_is_replaced_and_the_batch_goes_on(svc, tmp_path, caplog):
     results = svc.ingest([folder], on_progress=progress)
     assert killed and [r.status for r in results] == ["added"] * 5
     pids = {pid for _, pid in _parses(caplog)}
-    assert len(pids) == 2 and os.getpid() not in pids                 # a second worker took over
+    # a second worker took over (the killed one may or may not have finished a file first: that
+    # depends on scheduling, so only "someone other than the killed worker parsed" is asserted)
+    assert pids - set(killed) and len(pids) <= 2 and os.getpid() not in pids
     assert any("worker process died" in r.getMessage() for r in caplog.records)
     _check_consistent(svc, folder)
 
