@@ -90,9 +90,36 @@ def check(kb, vector_index: bool = True) -> CheckReport:
             quick check on open leaves it out).
 
     Returns:
-        A :class:`CheckReport`. Reads only; safe while another process writes (versions being
-        written by a live writer may show as orphans until it finishes: run it again then).
+        A :class:`CheckReport`. Reads only, and is safe while another process writes: a manifest
+        that changed during the check is checked again (up to 3 times), and versions a live
+        writer has named in ``pending/`` are not called leftovers.
     """
+    for _attempt in range(3):
+        gen = kb.manifest().get("generation", 0)
+        rep = _check_once(kb, vector_index)
+        if kb.manifest().get("generation", 0) == gen:
+            break
+    with kb.writing_if_free() as free:
+        if not free:                       # a writer is alive: its versions in flight are not orphans
+            busy = _pending_versions(kb)
+            rep.orphan_versions = [v for v in rep.orphan_versions if v not in busy]
+            rep.orphan_tokens = [v for v in rep.orphan_tokens if v not in busy]
+    return rep
+
+
+def _pending_versions(kb) -> set[str]:
+    """Versions named by ``pending/`` markers (written by writers that are alive or crashed)."""
+    out: set[str] = set()
+    for marker in (Path(kb.dir) / "pending").glob("*.json"):
+        try:
+            info = json.loads(marker.read_text(encoding="utf-8"))
+            out.update(v for v in list(info.get("new") or []) + list(info.get("old") or []) if v)
+        except (OSError, ValueError):
+            out.add(marker.stem.removeprefix("rm-"))
+    return out
+
+
+def _check_once(kb, vector_index: bool) -> CheckReport:
     manifest = kb.manifest()["docs"]
     rep = CheckReport(kb.name, len(manifest), sum(d.get("chunks", 0) for d in manifest.values()))
     rows, total = _rows_by_version(kb)
@@ -110,11 +137,10 @@ def check(kb, vector_index: bool = True) -> CheckReport:
     rep.orphan_versions = sorted(v for v in rows if v not in current)
     tdir = Path(kb.dir) / "tokens"
     rep.orphan_tokens = sorted(p.stem for p in tdir.glob("*.json") if p.stem not in current) if tdir.exists() else []
-    if vector_index and total:
+    if vector_index and total and kb.sync_index(wait=5.0):   # (an index behind a busy writer is not judged)
         import numpy as np
 
         dim = len(kb.collection.get(limit=1, include=["embeddings"])["embeddings"][0])
-        kb.sync_index()
         found = kb.collection.query(query_embeddings=[np.full(dim, dim ** -0.5, dtype=np.float32)],
                                     n_results=total, include=[])["ids"][0]
         rep.unindexed = sorted(set(c for ids in rows.values() for c in ids) - set(found))

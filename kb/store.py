@@ -315,7 +315,7 @@ class KnowledgeBase:
             marker.unlink(missing_ok=True)
         return len(pending)
 
-    def sync_index(self, wait: float = 2.0) -> bool:
+    def sync_index(self, wait: float = 0.25) -> bool:
         """Make this process's chromadb vector index catch up with other processes' writes.
 
         chromadb keeps the HNSW index in memory per process and applies other processes' rows
