@@ -137,9 +137,10 @@ def _check_once(kb, vector_index: bool) -> CheckReport:
     rep.orphan_versions = sorted(v for v in rows if v not in current)
     tdir = Path(kb.dir) / "tokens"
     rep.orphan_tokens = sorted(p.stem for p in tdir.glob("*.json") if p.stem not in current) if tdir.exists() else []
-    if vector_index and total and kb.sync_index(wait=5.0):   # (an index behind a busy writer is not judged)
+    if vector_index and total:
         import numpy as np
 
+        kb.refresh(force=True)              # the index as stored, with every process's writes
         dim = len(kb.collection.get(limit=1, include=["embeddings"])["embeddings"][0])
         found = kb.collection.query(query_embeddings=[np.full(dim, dim ** -0.5, dtype=np.float32)],
                                     n_results=total, include=[])["ids"][0]

@@ -21,9 +21,16 @@ Several processes (the app, a CLI ingest, a script) may open one knowledge base.
 lock ``kbs/<collection>/write.lock`` (:mod:`filelock`, an OS file lock the kernel releases when
 its holder dies). So whoever holds the lock knows no other writer is alive, and only then are
 ``pending/`` leftovers deleted: a crashed writer's, never a live one's. Readers never take the
-lock to read and never delete. chromadb's vector index is kept in memory per process and only
-catches up with other processes' writes when this process writes; :meth:`KnowledgeBase.sync_index`
-makes a reader catch up (a no-op delete under the lock) when the manifest generation moved.
+lock to read and never delete.
+
+chromadb keeps each collection's vector (HNSW) index in memory per process, loaded when the
+client opens; a process does not see rows another process added later until it writes itself
+(chromadb then catches up from its log). Measured limits (chromadb 1.5.9, issue 11 notes): with
+writes serialized by the lock, rows, manifest and BM25 tokens stay exact and no search fails,
+but the persisted HNSW index can come out missing chunks written by the other process (found
+by ``kb check``; vector search then ranks fewer chunks, BM25 still finds them). Reopening the
+client in a writer made that much worse, so writers never reopen; :meth:`KnowledgeBase.refresh`
+reopens only to read rows a stale index lacks, and for ``kb check``.
 """
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ import os
 import re
 import shutil
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -43,7 +51,7 @@ from kb.embeddings import TqtsEmbeddingFunction
 _CLIENTS: dict[str, object] = {}
 _MANIFESTS: dict[str, tuple] = {}     # manifest path -> ((inode, mtime_ns, size), parsed)
 _LOCKS: dict[str, object] = {}        # write.lock path -> filelock.FileLock (one per process)
-_SYNCED: dict[str, int] = {}          # collection name -> manifest generation its vector index has seen
+_OPENED: dict[str, int] = {}          # chroma path -> time.time_ns() when this process loaded it
 #: seconds a writer waits for another process's write before giving up (settings kb_lock_timeout_s)
 LOCK_TIMEOUT = 600.0
 
@@ -59,11 +67,15 @@ def _copy_docs(m: dict) -> dict:
 _CLIENTS_LOCK = threading.Lock()
 
 
-def client_for(store_dir: Path):
+def client_for(store_dir: Path, fresh: bool = False):
     """The chromadb PersistentClient for ``store_dir/chroma`` (one per process and path).
 
     Opened under the inter-process lock ``store_dir/chroma.lock``: two processes opening a new
     store at once would both run chromadb's schema migrations ("table collections already exists").
+
+    Args:
+        fresh: drop this process's cached clients and load the store again from disk (its
+            in-memory vector indexes then include other processes' writes; see module docstring).
     """
     import chromadb
     from chromadb.config import Settings
@@ -71,7 +83,13 @@ def client_for(store_dir: Path):
 
     path = str(Path(store_dir) / "chroma")
     with _CLIENTS_LOCK:
+        if fresh:
+            from chromadb.api.client import SharedSystemClient
+
+            SharedSystemClient.clear_system_cache()     # (public API; forgets every path's system)
+            _CLIENTS.clear()
         if path not in _CLIENTS:
+            _OPENED[path] = time.time_ns() - 50_000_000   # 50 ms margin for coarse file mtimes
             Path(store_dir).mkdir(parents=True, exist_ok=True)
             with FileLock(str(Path(store_dir) / "chroma.lock"), timeout=LOCK_TIMEOUT):
                 _CLIENTS[path] = chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False))
@@ -105,6 +123,7 @@ class KnowledgeBase:
     """One knowledge base: its chromadb collection and side folder (see module docstring)."""
 
     def __init__(self, store_dir: Path, collection):
+        self.store_dir = Path(store_dir)
         self.collection = collection
         self.name: str = (collection.metadata or {}).get("display_name", collection.name)
         self.dir = Path(store_dir) / "kbs" / collection.name
@@ -200,7 +219,6 @@ class KnowledgeBase:
         m["generation"] = m.get("generation", 0) + 1
         m["writer"] = os.getpid()
         write_json_atomic(self.dir / "manifest.json", m)
-        _SYNCED[self.collection.name] = m["generation"]  # our write caught our vector index up
 
     def current_versions(self) -> set[str]:
         return {d["version"] for d in self.manifest()["docs"].values()}
@@ -315,40 +333,30 @@ class KnowledgeBase:
             marker.unlink(missing_ok=True)
         return len(pending)
 
-    def sync_index(self, wait: float = 0.25) -> bool:
-        """Make this process's chromadb vector index catch up with other processes' writes.
-
-        chromadb keeps the HNSW index in memory per process and applies other processes' rows
-        only when this process writes; a no-op delete under the write lock does that. Called
-        before vector search when the manifest generation moved since this process last synced.
+    def refresh(self, every: float = 0.0, force: bool = False) -> bool:
+        """Reopen chromadb when another process wrote this knowledge base since this process
+        loaded it (see module docstring), so the vector index has its rows.
 
         Args:
-            wait: seconds to wait for a busy write lock; when still busy the index stays as it
-                is (a search then answers from it: hits are still filtered to current versions).
+            every: skip when this process loaded the store less than ``every`` seconds ago.
+            force: reopen regardless.
 
         Returns:
-            True when the index is now current.
+            True when the client was reopened.
         """
-        gen = self.manifest().get("generation", 0)
-        if _SYNCED.get(self.collection.name) == gen:
-            return True
-        if gen == 0:
-            _SYNCED[self.collection.name] = gen
-            return True
-        from filelock import Timeout
-
-        lock = self._file_lock()
-        try:
-            lock.acquire(timeout=wait)
-        except Timeout:
-            return False
-        try:
-            gen = self.manifest().get("generation", 0)
-            self.collection.delete(ids=["tqts-index-sync"])
-            _SYNCED[self.collection.name] = gen
-            return True
-        finally:
-            lock.release()
+        path = str(self.store_dir / "chroma")
+        opened = _OPENED.get(path, 0)
+        if not force:
+            try:
+                mtime = (self.dir / "manifest.json").stat().st_mtime_ns
+            except OSError:
+                return False
+            if mtime <= opened or self.manifest().get("writer", 0) == os.getpid():
+                return False
+            if time.time_ns() - opened < every * 1e9:
+                return False
+        self.collection = client_for(self.store_dir, fresh=True).get_collection(self.collection.name)
+        return True
 
     # -- reads ------------------------------------------------------------------------------
     def tokens_of(self, version: str) -> dict:
@@ -360,7 +368,11 @@ class KnowledgeBase:
         if not ids:
             return {}
         include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
-        got = self.collection.get(ids=list(ids), include=include)
+        try:
+            got = self.collection.get(ids=list(ids), include=include)
+        except Exception:  # noqa: BLE001  chromadb InternalError "Error finding id": rows another
+            self.refresh(force=True)  # process added that this process's vector index lacks
+            got = self.collection.get(ids=list(ids), include=include)
         out = {}
         for i, cid in enumerate(got["ids"]):
             row = {"text": got["documents"][i], "meta": got["metadatas"][i]}
@@ -374,7 +386,6 @@ class KnowledgeBase:
         total = self.chunk_count()  # the manifest, not collection.count(): 9 of 27 ms at 100k chunks
         if total == 0:
             return []
-        self.sync_index()
         res = self.collection.query(query_embeddings=[np.asarray(vector, dtype=np.float32)],
                                     n_results=min(n, total), include=["metadatas", "distances"])
         current = self.current_versions()
@@ -396,7 +407,12 @@ class Store:
     def __init__(self, store_dir: Path, embedder=None):
         self.dir = Path(store_dir)
         self.embedder = embedder
-        self.client = client_for(self.dir)
+        client_for(self.dir)
+
+    @property
+    def client(self):
+        """This process's current chromadb client for the store (reopened by refreshes)."""
+        return client_for(self.dir)
 
     def collections(self) -> dict[str, object]:
         """Display name -> chromadb collection."""

@@ -29,6 +29,9 @@ class HashEmbedder:
         for i, t in enumerate(texts):
             for ch in t:
                 out[i, int(hashlib.md5(ch.encode()).hexdigest(), 16) % 64] += 1
+            out[i] /= max(float(np.linalg.norm(out[i])), 1e-9)
+            seed = int(hashlib.md5(t.encode()).hexdigest()[:8], 16)  # distinct texts -> distinct vectors
+            out[i] += 0.05 * np.random.default_rng(seed).standard_normal(64).astype(np.float32)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
 
     def encode_query(self, q: str) -> np.ndarray:

@@ -80,7 +80,7 @@ def test_repair_of_a_missing_file_says_so_and_a_clean_kb_is_left_alone(filled, c
     assert "consistent, nothing to repair" in capsys.readouterr().out
 
 
-def test_chunks_lost_by_the_vector_index_are_found_and_re_added(filled):
+def test_chunks_lost_by_the_vector_index_are_found_and_re_added(filled, monkeypatch):
     """Concurrent unlocked chromadb writers lose rows from the HNSW index while sqlite keeps
     them (measured: 3,600 of 4,500 found). Stand-in: rows added behind the index's back."""
     svc, _ = filled
@@ -90,18 +90,19 @@ def test_chunks_lost_by_the_vector_index_are_found_and_re_added(filled):
     from kb import repair
 
     ids = base.collection.get(include=[])["ids"]
-    real_query = base.collection.query
+    cls = type(base.collection)
+    real_query = cls.query
     lost = ids[:2]
 
-    def lossy(**kw):                                                   # an index that misses two rows
-        res = real_query(**kw)
+    def lossy(self, *a, **kw):                                         # an index that misses two rows
+        res = real_query(self, *a, **kw)
         res["ids"] = [[i for i in res["ids"][0] if i not in lost]]
         return res
 
-    base.collection.query = lossy
+    monkeypatch.setattr(cls, "query", lossy)
     rep = repair.check(base)
     assert sorted(rep.unindexed) == sorted(lost) and not rep.ok
-    base.collection.query = real_query
+    monkeypatch.setattr(cls, "query", real_query)
     with base.writing():
         repair.fix_in_place(base, rep)
     assert sorted(base.collection.get(include=[])["ids"]) == sorted(ids) and svc.check()[0].ok
