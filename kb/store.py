@@ -52,6 +52,10 @@ _CLIENTS: dict[str, object] = {}
 _MANIFESTS: dict[str, tuple] = {}     # manifest path -> ((inode, mtime_ns, size), parsed)
 _LOCKS: dict[str, object] = {}        # write.lock path -> filelock.FileLock (one per process)
 _OPENED: dict[str, int] = {}          # chroma path -> time.time_ns() when this process loaded it
+_TOKENS: dict[str, str] = {}          # chroma path -> random id of this process's current client
+#: chromadb configuration of new collections (tests lower ``sync_threshold`` to make chromadb
+#: persist its vector index after a few additions instead of 1000)
+HNSW_CONFIG: dict = {"space": "cosine"}
 #: seconds a writer waits for another process's write before giving up (settings kb_lock_timeout_s)
 LOCK_TIMEOUT = 600.0
 
@@ -93,6 +97,7 @@ def client_for(store_dir: Path, fresh: bool = False):
             Path(store_dir).mkdir(parents=True, exist_ok=True)
             with FileLock(str(Path(store_dir) / "chroma.lock"), timeout=LOCK_TIMEOUT):
                 _CLIENTS[path] = chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False))
+            _TOKENS[path] = uuid.uuid4().hex
         return _CLIENTS[path]
 
 
@@ -169,6 +174,8 @@ class KnowledgeBase:
                 raise StoreBusy(f"another TQT-s process has been writing to «{self.name}» for over {limit:.0f} s; "
                                 "let it finish (or close it) and try again") from None
         try:
+            if lock.lock_counter == 1:
+                self._sync_locked()
             yield
         finally:
             lock.release()
@@ -187,11 +194,46 @@ class KnowledgeBase:
         """Take the write lock only when free (True: now held; release it with the lock's release)."""
         from filelock import Timeout
 
+        lock = self._file_lock()
         try:
-            self._file_lock().acquire(timeout=0)
-            return True
+            lock.acquire(timeout=0)
         except Timeout:
             return False
+        if lock.lock_counter == 1:
+            try:
+                self._sync_locked()
+            except BaseException:
+                lock.release()
+                raise
+        return True
+
+    def _sync_locked(self) -> None:
+        """Make this process's chromadb view current before it writes; the caller has just taken
+        the write lock.
+
+        chromadb keeps each collection's vector (HNSW) index in memory, built when the client
+        opens, and persists it from time to time (every ``hnsw:sync_threshold`` additions), after
+        which its log is purged. A process whose index predates another process's writes would
+        persist an index without them: they would stay in the rows but vanish from vector search
+        (measured, issue 11). So every writer stamps ``index.writer`` with its client's id, and a
+        writer that finds another id there (another process, or an older client of this one, wrote
+        since) reopens chromadb first; the reopened index has every write (the lock serializes them).
+        """
+        path = str(self.store_dir / "chroma")
+        stamp = self.dir / "index.writer"
+        try:
+            last = json.loads(stamp.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            last = None                 # no writer stamped it yet
+        except (OSError, ValueError):
+            last = ""                   # unreadable: assume another writer
+        client = client_for(self.store_dir)
+        if last is not None and last != _TOKENS.get(path):
+            client = client_for(self.store_dir, fresh=True)
+        if getattr(self.collection, "_client", None) is not client._server:   # a client this process dropped
+            self.collection = client.get_collection(self.collection.name)
+        if last != _TOKENS[path]:
+            write_json_atomic(stamp, _TOKENS[path])
 
     # -- manifest ---------------------------------------------------------------------------
     def manifest(self) -> dict:
@@ -470,7 +512,7 @@ class Store:
                 "embedding_model": self.embedder.model_name if self.embedder else ""}
         ef = TqtsEmbeddingFunction(embedder=self.embedder) if self.embedder else None
         col = self.client.create_collection(collection_name_for(name), metadata=meta,
-                                            configuration={"hnsw": {"space": "cosine"}},
+                                            configuration={"hnsw": dict(HNSW_CONFIG)},
                                             embedding_function=ef)
         return KnowledgeBase(self.dir, col)
 
