@@ -5,17 +5,24 @@
 
 The data dir comes from TQTS_HOME. The embedder is :class:`HashEmbedder` (no torch import, so
 the processes start in a second or two); EMBED_GROUP is 1 so every file is its own write.
+New collections persist their vector index every 20 additions (chromadb's default is 1000), so
+a few files exercise what large ingests do. The search loop is bounded: it stops at the stop
+file (after 3 searches at least), after MAX_SEARCHES, after DEADLINE_S, or when its parent dies.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
 import numpy as np
 
+MAX_SEARCHES = 5000
+DEADLINE_S = 900.0      # only reached when the parent test hangs; its own deadline is the same
 
 class HashEmbedder:
     """Bag of hashed characters, 64 dims, L2-normalised: a deterministic stand-in embedder."""
@@ -42,9 +49,11 @@ def main(argv: list[str]) -> int:
     root, mode, arg, out = argv[1], argv[2], Path(argv[3]), Path(argv[4])
     sys.path.insert(0, root)
     import kb.service
+    import kb.store
     import settings as settings_mod
 
     kb.service.EMBED_GROUP = 1
+    kb.store.HNSW_CONFIG = {"space": "cosine", "sync_threshold": 20, "batch_size": 10}
     svc = kb.service.KnowledgeBaseService(settings_mod.load(), embedder=HashEmbedder())
     svc.on_wait = lambda m: print(m, file=sys.stderr, flush=True)
     if mode == "ingest":
@@ -52,7 +61,10 @@ def main(argv: list[str]) -> int:
         out.write_text(json.dumps([[r.path, r.status, r.message] for r in results]), encoding="utf-8")
         return 0
     done, errors, hits = 0, [], 0
-    while not arg.exists() or done < 3:
+    parent, end = os.getppid(), time.monotonic() + DEADLINE_S
+    while not (arg.exists() and done >= 3):
+        if done >= MAX_SEARCHES or time.monotonic() > end or os.getppid() != parent:
+            break       # a bound, or the test that started this process died (its orphan must not spin)
         try:
             hits += len(svc.search("根本制度 document page", k=5))
             hits += len(svc.search("文件", k=3, mode="vector"))

@@ -24,7 +24,8 @@ def _corpus(folder: Path, n: int = 16) -> Path:
     folder.mkdir(parents=True)
     for k in range(n):
         (folder / f"note{k:02d}.txt").write_text(
-            f"第{k}份文件。宪法是国家的根本法。token{k}word appears only here.\n\n" + "根本制度。" * (20 + 30 * k),
+            f"第{k}份文件。宪法是国家的根本法。token{k}word appears only here.\n\n"
+            + "".join(f"段{k}之{j}根本制度。" for j in range(20 + 30 * k)),   # no two chunks alike
             encoding="utf-8")
     for k in range(2):
         make_pdf(folder / f"doc{k}.pdf", [f"第{k}份PDF。Document {k} page {p}. pdftoken{k}x" for p in range(3)])
@@ -49,6 +50,23 @@ def _service(home: Path):
     from kb.service import KnowledgeBaseService
 
     return KnowledgeBaseService(settings_mod.load(home), embedder=HashEmbedder())
+
+
+def _vector_reachable(home: Path) -> tuple[int, int]:
+    """(manifest chunks, chunk ids a vector query returns) as a new process sees the store."""
+    code = f"""
+import sys, json, numpy as np; sys.path.insert(0, {str(ROOT)!r})
+import settings as S
+from kb.store import Store
+base = Store(S.load({str(home)!r}).store_dir).open("default", recover=False)
+total = base.chunk_count()
+res = base.collection.query(query_embeddings=[np.ones(64, dtype=np.float32) / 8], n_results=total, include=[])
+print(json.dumps([total, len(set(res["ids"][0]))]))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=DEADLINE)
+    assert r.returncode == 0, r.stderr[-2000:]
+    total, reachable = json.loads(r.stdout.split("\n")[-2])
+    return total, reachable
 
 
 def _assert_stored_once(svc, folder: Path) -> int:
@@ -88,6 +106,8 @@ def test_two_ingests_and_a_search_loop_on_one_kb(tmp_path):
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["errors"] == [] and s["searches"] >= 3
 
+    total, reachable = _vector_reachable(home)  # chromadb's vector index lost none of either writer's chunks
+    assert reachable == total > 0, f"vector search reaches {reachable} of {total} chunks"
     chunks = _assert_stored_once(_service(home), folder)
     single = _service(tmp_path / "single")     # the same files ingested by one process
     assert all(r.status == "added" for r in single.ingest([folder]))
