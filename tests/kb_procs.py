@@ -71,7 +71,10 @@ def main(argv: list[str]) -> int:
         except Exception:  # noqa: BLE001  (counted: the test asserts there are none)
             errors.append(traceback.format_exc())
         done += 1
-    out.write_text(json.dumps({"searches": done, "errors": errors, "hits": hits}), encoding="utf-8")
+    base = svc.store.open("default", recover=False)     # after the writers: vector search reaches all?
+    reachable = len(base.query(np.ones(64, dtype=np.float32) / 8, base.chunk_count()))
+    out.write_text(json.dumps({"searches": done, "errors": errors, "hits": hits, "reachable": reachable,
+                               "chunks": base.chunk_count()}), encoding="utf-8")
     return 0
 
 

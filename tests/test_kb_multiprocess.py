@@ -105,6 +105,7 @@ def test_two_ingests_and_a_search_loop_on_one_kb(tmp_path):
         assert sorted([ra[path], rb[path]]) == ["added", "skipped"], (path, ra[path], rb[path])
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["errors"] == [] and s["searches"] >= 3
+    assert s["reachable"] == s["chunks"]        # a reader opened before the writes sees all of them
 
     total, reachable = _vector_reachable(home)  # chromadb's vector index lost none of either writer's chunks
     assert reachable == total > 0, f"vector search reaches {reachable} of {total} chunks"
