@@ -27,7 +27,7 @@ chromadb keeps each collection's vector (HNSW) index in memory per process, buil
 client opens, and persists it every ``hnsw:sync_threshold`` additions, purging its log. A process
 whose index predates another process's writes would persist an index without them: the chunks
 stay in the rows but vector search no longer reaches them (measured with chromadb 1.5.9, issue
-11: two concurrent ingests, 2,048 of 2,127 chunks reachable). So every writer stamps
+11: two concurrent ingests, 2,013 to 2,048 of 2,127 chunks reachable). So every writer stamps
 ``kbs/<collection>/index.writer`` with its client's id under the write lock, and a writer that
 finds another id there reopens chromadb before writing (:meth:`KnowledgeBase._sync_locked`);
 readers reopen before a vector query when another process flipped the manifest since they

@@ -5,8 +5,9 @@
 
 The data dir comes from TQTS_HOME. The embedder is :class:`HashEmbedder` (no torch import, so
 the processes start in a second or two); EMBED_GROUP is 1 so every file is its own write.
-New collections persist their vector index every 20 additions (chromadb's default is 1000), so
-a few files exercise what large ingests do. The search loop is bounded: it stops at the stop
+New collections persist their vector index every 20 additions (chromadb's default is 1000;
+TQTS_TEST_SYNC_THRESHOLD sets it, 0 keeps the default), so a few files exercise what large
+ingests do. The search loop is bounded: it stops at the stop
 file (after 3 searches at least), after MAX_SEARCHES, after DEADLINE_S, or when its parent dies.
 """
 from __future__ import annotations
@@ -53,7 +54,9 @@ def main(argv: list[str]) -> int:
     import settings as settings_mod
 
     kb.service.EMBED_GROUP = 1
-    kb.store.HNSW_CONFIG = {"space": "cosine", "sync_threshold": 20, "batch_size": 10}
+    sync = int(os.environ.get("TQTS_TEST_SYNC_THRESHOLD", "20"))      # 0: chromadb's default (bench)
+    if sync:
+        kb.store.HNSW_CONFIG = {"space": "cosine", "sync_threshold": sync, "batch_size": min(10, sync)}
     svc = kb.service.KnowledgeBaseService(settings_mod.load(), embedder=HashEmbedder())
     svc.on_wait = lambda m: print(m, file=sys.stderr, flush=True)
     if mode == "ingest":
