@@ -59,6 +59,8 @@ _TOKENS: dict[str, str] = {}          # chroma path -> random id of this process
 #: chromadb configuration of new collections (tests lower ``sync_threshold`` to make chromadb
 #: persist its vector index after a few additions instead of 1000)
 HNSW_CONFIG: dict = {"space": "cosine"}
+#: a reader reloads chromadb for another process's writes at most once per this many seconds
+READER_REFRESH_S = 1.0
 #: seconds a writer waits for another process's write before giving up (settings kb_lock_timeout_s)
 LOCK_TIMEOUT = 600.0
 
@@ -431,7 +433,7 @@ class KnowledgeBase:
         total = self.chunk_count()  # the manifest, not collection.count(): 9 of 27 ms at 100k chunks
         if total == 0:
             return []
-        self.refresh(every=1.0)     # another process wrote since this one loaded the index: reload it
+        self.refresh(every=READER_REFRESH_S)  # another process wrote since this one loaded the index
         res = self.collection.query(query_embeddings=[np.asarray(vector, dtype=np.float32)],
                                     n_results=min(n, total), include=["metadatas", "distances"])
         current = self.current_versions()

@@ -3,6 +3,8 @@
     python tests/kb_procs.py ROOT ingest FOLDER OUT.json     ingest, write the statuses
     python tests/kb_procs.py ROOT search STOPFILE OUT.json   search until STOPFILE exists
 
+KB_PROCS_PARENT (env) is the spawner's pid: the search loop ends when its parent is another.
+
 The data dir comes from TQTS_HOME. The embedder is :class:`HashEmbedder` (no torch import, so
 the processes start in a second or two); EMBED_GROUP is 1 so every file is its own write.
 New collections persist their vector index every 20 additions (chromadb's default is 1000;
@@ -54,6 +56,7 @@ def main(argv: list[str]) -> int:
     import settings as settings_mod
 
     kb.service.EMBED_GROUP = 1
+    kb.store.READER_REFRESH_S = 0.0     # the searcher reloads for every write (the test's last check too)
     sync = int(os.environ.get("TQTS_TEST_SYNC_THRESHOLD", "20"))      # 0: chromadb's default (bench)
     if sync:
         kb.store.HNSW_CONFIG = {"space": "cosine", "sync_threshold": sync, "batch_size": min(10, sync)}
@@ -64,9 +67,12 @@ def main(argv: list[str]) -> int:
         out.write_text(json.dumps([[r.path, r.status, r.message] for r in results]), encoding="utf-8")
         return 0
     done, errors, hits = 0, [], 0
-    parent, end = os.getppid(), time.monotonic() + DEADLINE_S
+    parent = int(os.environ.get("KB_PROCS_PARENT") or os.getppid())   # the spawner's pid (it may be gone by now)
+    end, stopped = time.monotonic() + DEADLINE_S, "stop file"
     while not (arg.exists() and done >= 3):
-        if done >= MAX_SEARCHES or time.monotonic() > end or os.getppid() != parent:
+        stopped = ("parent died" if os.getppid() != parent else "max searches" if done >= MAX_SEARCHES
+                   else "deadline" if time.monotonic() > end else "")
+        if stopped:
             break       # a bound, or the test that started this process died (its orphan must not spin)
         try:
             hits += len(svc.search("根本制度 document page", k=5))
@@ -77,7 +83,7 @@ def main(argv: list[str]) -> int:
     base = svc.store.open("default", recover=False)     # after the writers: vector search reaches all?
     reachable = len(base.query(np.ones(64, dtype=np.float32) / 8, base.chunk_count()))
     out.write_text(json.dumps({"searches": done, "errors": errors, "hits": hits, "reachable": reachable,
-                               "chunks": base.chunk_count()}), encoding="utf-8")
+                               "chunks": base.chunk_count(), "stopped": stopped or "stop file"}), encoding="utf-8")
     return 0
 
 

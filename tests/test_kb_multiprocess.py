@@ -33,7 +33,7 @@ def _corpus(folder: Path, n: int = 16) -> Path:
 
 
 def _spawn(home: Path, mode: str, arg: Path, out: Path) -> subprocess.Popen:
-    env = {**os.environ, "TQTS_HOME": str(home)}
+    env = {**os.environ, "TQTS_HOME": str(home), "KB_PROCS_PARENT": str(os.getpid())}
     return subprocess.Popen([sys.executable, str(SCRIPT), str(ROOT), mode, str(arg), str(out)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -104,7 +104,7 @@ def test_two_ingests_and_a_search_loop_on_one_kb(tmp_path):
     for path in ra:                            # each file added by exactly one of the two
         assert sorted([ra[path], rb[path]]) == ["added", "skipped"], (path, ra[path], rb[path])
     s = json.loads((tmp_path / "s.json").read_text())
-    assert s["errors"] == [] and s["searches"] >= 3
+    assert s["errors"] == [] and s["searches"] >= 3 and s["stopped"] == "stop file"
     assert s["reachable"] == s["chunks"]        # a reader opened before the writes sees all of them
 
     total, reachable = _vector_reachable(home)  # chromadb's vector index lost none of either writer's chunks
@@ -158,3 +158,23 @@ print(svc.search('x'), svc.store.open('default').recover())
         assert r.stdout.split()[-1] == "0"     # recover() found a live writer: did nothing
         assert base.collection.get(ids=["v1-00000"])["ids"] == ["v1-00000"]
     assert base.recover() == 1 and base.collection.get(ids=["v1-00000"])["ids"] == []   # writer gone
+
+
+def test_search_loop_stops_when_its_parent_dies(tmp_path):
+    """A search process whose parent is gone (a crashed test) writes its summary and exits
+    instead of searching on as an orphan; the stop file never appears."""
+    out, stop = tmp_path / "s.json", tmp_path / "never"
+    env = {**os.environ, "TQTS_HOME": str(tmp_path / "home")}
+    code = (f"import os, subprocess, sys; subprocess.Popen([sys.executable, {str(SCRIPT)!r}, {str(ROOT)!r}, "
+            f"'search', {str(stop)!r}, {str(out)!r}], env={{**os.environ, 'KB_PROCS_PARENT': str(os.getpid())}})")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=DEADLINE)   # the parent exits at once
+    import time
+
+    end = time.monotonic() + DEADLINE
+    while not out.exists() and time.monotonic() < end:    # a file state with a generous deadline
+        time.sleep(0.2)
+    from tests.kb_procs import MAX_SEARCHES
+
+    s = json.loads(out.read_text())
+    assert not stop.exists() and s["errors"] == [] and s["stopped"] == "parent died"
+    assert s["searches"] < MAX_SEARCHES
