@@ -55,7 +55,6 @@ _CLIENTS: dict[str, object] = {}
 _MANIFESTS: dict[str, tuple] = {}     # manifest path -> ((inode, mtime_ns, size), parsed)
 _LOCKS: dict[str, object] = {}        # write.lock path -> filelock.FileLock (one per process)
 _OPENED: dict[str, int] = {}          # chroma path -> time.time_ns() when this process loaded it
-_TOKENS: dict[str, str] = {}          # chroma path -> random id of this process's current client
 #: chromadb configuration of new collections (tests lower ``sync_threshold`` to make chromadb
 #: persist its vector index after a few additions instead of 1000)
 HNSW_CONFIG: dict = {"space": "cosine"}
@@ -102,7 +101,7 @@ def client_for(store_dir: Path, fresh: bool = False):
             Path(store_dir).mkdir(parents=True, exist_ok=True)
             with FileLock(str(Path(store_dir) / "chroma.lock"), timeout=LOCK_TIMEOUT):
                 _CLIENTS[path] = chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False))
-            _TOKENS[path] = uuid.uuid4().hex
+            _CLIENTS[path]._tqts_id = uuid.uuid4().hex     # stamped in index.writer by its writes
         return _CLIENTS[path]
 
 
@@ -224,7 +223,6 @@ class KnowledgeBase:
         writer that finds another id there (another process, or an older client of this one, wrote
         since) reopens chromadb first; the reopened index has every write (the lock serializes them).
         """
-        path = str(self.store_dir / "chroma")
         stamp = self.dir / "index.writer"
         try:
             last = json.loads(stamp.read_text(encoding="utf-8"))
@@ -232,13 +230,13 @@ class KnowledgeBase:
             last = None                 # no writer stamped it yet
         except (OSError, ValueError):
             last = ""                   # unreadable: assume another writer
-        client = client_for(self.store_dir)
-        if last is not None and last != _TOKENS.get(path):
+        client = client_for(self.store_dir)     # (the id is read off the client used: another thread may reopen)
+        if last is not None and last != client._tqts_id:
             client = client_for(self.store_dir, fresh=True)
         if getattr(self.collection, "_client", None) is not client._server:   # a client this process dropped
             self.collection = client.get_collection(self.collection.name)
-        if last != _TOKENS[path]:
-            write_json_atomic(stamp, _TOKENS[path])
+        if last != client._tqts_id:
+            write_json_atomic(stamp, client._tqts_id)
 
     # -- manifest ---------------------------------------------------------------------------
     def manifest(self) -> dict:
