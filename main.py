@@ -4,6 +4,7 @@
     python main.py ingest PATH...       add files/folders to a knowledge base
     python main.py search QUERY         hybrid search
     python main.py kb list|docs|remove|reembed  manage knowledge bases
+    python main.py kb check|repair      find and fix inconsistencies
     python main.py ask QUESTION         a streamed, cited answer
     python main.py models ...           list/import/pull/use/export-ollama
     python main.py voice pull LANG      fetch a vosk model (online users)
@@ -42,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = kb.add_parser("remove", help="remove a document (path, file name or sha256 prefix)")
     s.add_argument("--kb")
     s.add_argument("doc")
+    s = kb.add_parser("check", help="compare manifest, chromadb chunks and BM25 tokens (all KBs by default)")
+    s.add_argument("--kb")
+    s.add_argument("--json", action="store_true")
+    s = kb.add_parser("repair", help="fix what `kb check` finds; documents that are fine are not touched")
+    s.add_argument("--kb")
 
     s = sub.add_parser("ask", help="answer a question from a knowledge base")
     s.add_argument("--kb")
@@ -100,7 +106,26 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from models.voice import cli
         name = f"voice_{args.voice_command}"
-    return getattr(cli, f"cmd_{name}")(args, settings)
+    return run_command(getattr(cli, f"cmd_{name}"), args, settings)
+
+
+def run_command(handler, args, settings) -> int:
+    """Run a CLI handler; an error it did not expect becomes one line, not a traceback
+    (``TQTS_DEBUG=1`` shows the traceback for a bug report)."""
+    import os
+
+    try:
+        return handler(args, settings)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  (the last line of defence: users never see a traceback)
+        if os.environ.get("TQTS_DEBUG"):
+            raise
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(f"error: {first or type(e).__name__} ({type(e).__name__}; run again with TQTS_DEBUG=1 "
+              "for details to report)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -40,6 +40,11 @@ DEFAULTS: dict[str, Any] = {
     "ocr_languages": "chi_sim+eng",    # tesseract language string
     "reranker_model": "",              # optional cross-encoder folder / hub id ("" = off)
     "ingest_workers": 1,               # 1: parse files in a worker process during ingest; 0: in the ingest thread
+    "kb_lock_timeout_s": 600.0,        # seconds a write waits while another TQT-s process writes to the same KB
+    "max_file_mb": 512,                # files larger than this (MB on disk) are refused before reading
+    "max_uncompressed_mb": 512,        # a .docx whose zip unpacks to more (MB) is refused unopened (zip bomb)
+    "file_time_budget_s": 900.0,       # seconds one file may parse in the worker; then it is abandoned, the worker restarted
+    "follow_symlinks": False,          # folder ingest: follow links to files outside the folder
     # answering model
     "backend": "transformers",         # transformers | ollama | llamacpp (optional llama-cpp-python, reads model.gguf)
     "model": "Qwen/Qwen2.5-0.5B-Instruct",  # registry name, hub id or local folder

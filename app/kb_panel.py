@@ -30,6 +30,7 @@ class KBPanel(ttk.Frame):
         self.failed: dict[str, str] = {}           # path -> message, for the current kb
         self.pending: list[str] = []
         self.ingest_job = None
+        self.checked: set[str] = set()             # knowledge bases checked since the app opened
         self._build_kb_row()
         self._build_ingest()      # packed from the bottom before the list: it stays visible when short
         self._build_docs()
@@ -114,6 +115,33 @@ class KBPanel(ttk.Frame):
             self.failed = {}
             self.refresh_docs()
             self.app.on_kb_changed(name)
+        if name not in self.checked:
+            self.checked.add(name)
+            self.check_kb(name)
+
+    # -- consistency check on open, repair on request --------------------------------------
+    def check_kb(self, name: str) -> None:
+        """Check ``name`` on a worker (quick: no vector-index pass); offer repair when broken."""
+        def on_event(kind, payload):
+            if kind == "finished" and payload and not all(r.ok for r in payload):
+                problems = "\n".join(line for r in payload for line in r.lines())
+                if messagebox.askyesno(self.tr("kb.repair_title"),
+                                       self.tr("kb.repair_offer", name=name, problems=problems), parent=self):
+                    self.repair_kb(name)
+        if name in self.kbs:               # a knowledge base not created yet has nothing to check
+            self.app.dispatcher.submit("kb-check", lambda emit, cancel: self.app.services.kb.check(
+                name, vector_index=False), on_event)
+
+    def repair_kb(self, name: str) -> None:
+        """Repair ``name`` on a worker; progress and per-file lines as for an ingest."""
+        self._results_clear()
+        self.progress_label.configure(text=self.tr("kb.repairing", name=name))
+
+        def work(emit, cancel):
+            done = self.app.services.kb.repair(name, on_result=lambda r: emit("result", r),
+                                               on_progress=lambda d, t, m: emit("progress", (d, t, m)))
+            return [r for _, results in done for r in results]
+        self.ingest_job = self.app.dispatcher.submit("ingest", work, self._on_ingest_event)
 
     def create_kb(self) -> None:
         name = simpledialog.askstring(self.tr("kb.new"), self.tr("kb.new_prompt"), parent=self)

@@ -1,4 +1,4 @@
-"""CLI handlers for ``ingest``, ``search`` and ``kb list|docs|remove|reembed`` (wired in main.py).
+"""CLI handlers for ``ingest``, ``search`` and ``kb list|docs|remove|reembed|check|repair`` (wired in main.py).
 
 Each handler is ``cmd_<name>(args, settings) -> exit code``.
 """
@@ -43,9 +43,10 @@ def cmd_ingest(args, settings) -> int:
         line = f"{_MARK.get(r.status, '?')} {r.status:8s} {r.path}"
         bar.write(line + (f": {r.message}" if r.message else ""))
 
+    svc.on_wait = bar.write
     try:
         results = svc.ingest(args.paths, args.kb, on_progress=progress, on_result=result)
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, TimeoutError) as e:
         bar.close()
         return _err(str(e).strip("'\""))
     bar.close()
@@ -61,10 +62,12 @@ def cmd_search(args, settings) -> int:
     """Print the top-k hits (or a JSON list with --json)."""
     svc = _service(settings)
     query = " ".join(args.query)
+    from kb.embeddings import EmbedderError
+
     try:
         hits = svc.search(query, args.kb, args.k)
         rel = svc.relevance(query, hits, args.kb) if hits else None
-    except (ValueError, KeyError, RuntimeError) as e:  # RuntimeError: the embedder cannot load
+    except (ValueError, KeyError, RuntimeError, EmbedderError) as e:  # RuntimeError: the embedder cannot load
         return _err(str(e).strip("'\""))
     if args.json:
         print(json.dumps([h.to_json() for h in hits], ensure_ascii=False, indent=1))
@@ -112,9 +115,11 @@ def cmd_kb_docs(args, settings) -> int:
 
 def cmd_kb_remove(args, settings) -> int:
     """Remove one document (path, file name or sha256 prefix)."""
+    svc = _service(settings)
+    svc.on_wait = lambda m: print(m, file=sys.stderr, flush=True)
     try:
-        d = _service(settings).remove(args.doc, args.kb)
-    except KeyError as e:
+        d = svc.remove(args.doc, args.kb)
+    except (KeyError, TimeoutError) as e:
         return _err(str(e).strip("'\""))
     print(f"removed {d.source} ({d.chunks} chunks)")
     return 0
@@ -143,3 +148,51 @@ def cmd_kb_reembed(args, settings) -> int:
     print(f"re-embedded {info.chunks} chunks of {info.documents} documents in {info.name!r} "
           f"with {svc.embedder_name}")
     return 0
+
+
+def cmd_kb_check(args, settings) -> int:
+    """Compare manifest, chromadb rows and BM25 tokens; exit 1 when something is inconsistent."""
+    try:
+        reports = _service(settings).check(args.kb)
+    except KeyError as e:
+        return _err(str(e).strip("'\""))
+    if args.json:
+        print(json.dumps([{**r.__dict__, "ok": r.ok} for r in reports], ensure_ascii=False, indent=1))
+    else:
+        for r in reports:
+            print("\n".join(r.lines()))
+        if not reports:
+            print("no knowledge bases yet")
+        if not all(r.ok for r in reports):
+            print("run `python main.py kb repair" + (f" --kb {args.kb}" if args.kb else "") + "` to fix it")
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def cmd_kb_repair(args, settings) -> int:
+    """Repair inconsistent knowledge bases (with progress); exit 1 when a file could not be restored."""
+    svc = _service(settings)
+    svc.on_wait = lambda m: print(m, file=sys.stderr, flush=True)
+    last = [""]
+
+    def progress(done, total, message):
+        if message != last[0] and not message.startswith("embedding"):
+            last[0] = message
+            print(f"  {message}", file=sys.stderr, flush=True)
+
+    def result(r):
+        print(f"{_MARK.get(r.status, '?')} {r.status:8s} {r.path}" + (f": {r.message}" if r.message else ""))
+
+    try:
+        done = svc.repair(args.kb, on_progress=progress, on_result=result)
+    except (KeyError, TimeoutError) as e:
+        return _err(str(e).strip("'\""))
+    failed = 0
+    for rep, results in done:
+        if rep.ok:
+            print(f"«{rep.kb}»: consistent, nothing to repair")
+            continue
+        print("found: " + " | ".join(rep.lines()))
+        failed += sum(r.status == "failed" for r in results)
+        after = svc.check(rep.kb)[0]
+        print("now: " + " | ".join(after.lines()))
+    return 1 if failed else 0

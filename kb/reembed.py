@@ -76,6 +76,13 @@ def reembed(store: Store, name: str, embedder, *, headers: bool = True,
         KeyError: no such knowledge base. InterruptedError: cancelled.
     """
     old = store.open(name, create=False)
+    with old.writing():   # the inter-process write lock: no ingest changes the KB while it is copied
+        return _reembed_locked(store, old, name, embedder, headers=headers, on_progress=on_progress, cancel=cancel)
+
+
+def _reembed_locked(store: Store, old: KnowledgeBase, name: str, embedder, *, headers: bool,
+                    on_progress, cancel) -> KnowledgeBase:
+    """:func:`reembed`'s work, with ``old``'s write lock held."""
     discard_partial(store, old.collection.name)
     ids = _chunks(old)
     meta = dict(old.collection.metadata or {}, embedding_model=embedder.model_name)

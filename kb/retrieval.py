@@ -52,6 +52,7 @@ STOPWORDS = frozenset(
     "a an the of to in on at for by and or is are was were be been it its this that with as from "
     "what which who how when where why do does did".split())
 _jieba_lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 def tokenize(text: str) -> list[str]:
@@ -78,58 +79,85 @@ def tokenize(text: str) -> list[str]:
 
 
 class BM25Index:
-    """A bm25s index over a knowledge base's current chunks (see module docstring)."""
+    """A bm25s index over a knowledge base's current chunks (see module docstring).
+
+    Saved per manifest generation in ``bm25/g<generation>/`` (written to a temp folder, then
+    renamed: another process never reads half an index); any process may save one, only a
+    writer (holding the knowledge base's write lock) deletes older ones (:meth:`prune`).
+    """
 
     _cache: dict[str, tuple[int, object]] = {}
     _lock = threading.Lock()
+    #: documents of the last build without stored tokens (``kb repair`` restores them)
+    missing: list[str] = []
 
     def __init__(self, kb):
         self.kb = kb
         self.dir = Path(kb.dir) / "bm25"
 
-    def _stamp(self) -> int | None:
-        try:
-            return json.loads((self.dir / "stamp.json").read_text())["generation"]
-        except (OSError, ValueError, KeyError):
-            return None
-
     def build(self) -> tuple[object, list[str]]:
-        """Rebuild from stored tokens, save, and return (bm25s.BM25 | None, chunk ids)."""
+        """Rebuild from stored tokens, save, and return (bm25s.BM25 | None, chunk ids).
+
+        A version whose tokens another process just replaced is retried with the new manifest;
+        a document whose tokens are missing (a store broken by an old version, see ``kb check``)
+        is left out with a warning instead of failing every search.
+        """
         import bm25s
 
-        manifest = self.kb.manifest()
-        ids, corpus = [], []
-        for entry in manifest["docs"].values():
-            t = self.kb.tokens_of(entry["version"])
-            ids.extend(t["ids"])
-            corpus.extend(tok or [""] for tok in t["tokens"])
+        for _attempt in range(5):
+            manifest = self.kb.manifest()
+            ids, corpus, missing = [], [], []
+            for source, entry in manifest["docs"].items():
+                try:
+                    t = self.kb.tokens_of(entry["version"])
+                except (OSError, ValueError):
+                    missing.append(source)
+                    continue
+                ids.extend(t["ids"])
+                corpus.extend(tok or [""] for tok in t["tokens"])
+            if not missing or self.kb.manifest().get("generation", 0) == manifest.get("generation", 0):
+                break
+        self.missing = missing
+        if missing:
+            log.warning("knowledge base «%s»: %d document(s) have no BM25 tokens (e.g. %s); run "
+                        "`python main.py kb repair --kb %s`", self.kb.name, len(missing), missing[0], self.kb.name)
         model = None
-        self.dir.mkdir(parents=True, exist_ok=True)
         if ids:
             model = bm25s.BM25()
             model.index(corpus, show_progress=False)
-            model.save(str(self.dir), show_progress=False)
-        from kb.store import write_json_atomic
-
-        write_json_atomic(self.dir / "ids.json", ids)
-        write_json_atomic(self.dir / "stamp.json", {"generation": manifest.get("generation", 0)})
+        self._save(manifest.get("generation", 0), model, ids)
         return model, ids
 
+    def _save(self, gen: int, model, ids: list[str]) -> None:
+        """Write ``g<gen>/`` atomically (temp folder + rename); a lost race keeps the other copy."""
+        import shutil
+        import uuid
+
+        final = self.dir / f"g{gen}"
+        if final.exists():
+            return
+        tmp = self.dir / f"tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            tmp.mkdir(parents=True)
+            if model is not None:
+                model.save(str(tmp), show_progress=False)
+            (tmp / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
+            tmp.rename(final)
+        except OSError as e:   # another process saved it first, or the disk is full: the index is in memory
+            log.debug("BM25 index not saved (%s)", e)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def load(self) -> tuple[object, list[str]]:
-        """The current index (memory cache, else disk, else rebuilt when stale)."""
+        """The current index (memory cache, else disk, else rebuilt)."""
         gen = self.kb.manifest().get("generation", 0)
         key = str(self.dir)
         with self._lock:
             cached = self._cache.get(key)
             if cached and cached[0] == gen:
                 return cached[1]
-            if self._stamp() == gen and (self.dir / "ids.json").exists():
-                import bm25s
-
-                ids = json.loads((self.dir / "ids.json").read_text(encoding="utf-8"))
-                model = bm25s.BM25.load(str(self.dir), show_progress=False) if ids else None
-            else:
-                model, ids = self.build()
+            found = self._load_saved(gen)
+            model, ids = found if found is not None else self.build()
             self._cache[key] = (gen, (model, ids))
             return model, ids
 
@@ -146,6 +174,33 @@ class BM25Index:
             j = vocab.get(term)
             return None if j is None else int(indptr[j + 1] - indptr[j])
         return df, len(ids)
+
+    def _load_saved(self, gen: int):
+        """(model, ids) from ``g<gen>/``, or None when absent or pruned while reading."""
+        folder = self.dir / f"g{gen}"
+        try:
+            ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
+            if not ids:
+                return None, ids
+            import bm25s
+
+            return bm25s.BM25.load(str(folder), show_progress=False), ids
+        except (OSError, ValueError):
+            return None
+
+    def prune(self) -> None:
+        """Delete saved indexes of older generations (and the old one-folder layout). Only
+        under the knowledge base's write lock: then no reader of another process is told to
+        use them (the manifest already names the newer generation)."""
+        import shutil
+
+        keep = f"g{self.kb.manifest().get('generation', 0)}"
+        if not self.dir.exists():
+            return
+        for p in self.dir.iterdir():
+            if p.name == keep or p.name.startswith("tmp-"):
+                continue
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
         """Top ``n`` (chunk id, BM25 score > 0), best first."""

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import multiprocessing
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -18,8 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kb import loaders, retrieval
-from kb.embeddings import Embedder
-from kb.store import KnowledgeBase, Store
+from kb import repair as repair_mod
+from kb.embeddings import Embedder, EmbedderError
+from kb.repair import CheckReport
+from kb.store import KnowledgeBase, Store, StoreBusy
 from kb.types import DocumentInfo, Hit, IngestResult, KBInfo
 
 log = logging.getLogger(__name__)
@@ -40,16 +43,31 @@ def file_sha256(path: Path) -> str:
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     """Files and folders -> files: folders recursively (supported types and .doc, hidden
     entries skipped, sorted); named files kept as given, even unsupported ones (reported later)."""
+    return expand_paths_checked(paths, follow_symlinks=True)[0]
+
+
+def expand_paths_checked(paths: Iterable[str | Path], follow_symlinks: bool = False) -> tuple[list[Path], list[IngestResult]]:
+    """:func:`expand_paths`, and a "skipped" result for each file found in a folder through a
+    link that leads outside that folder (unless ``follow_symlinks``): a link to a private key
+    dropped in a folder must not end up in the knowledge base. Files named directly are kept."""
     out: list[Path] = []
+    skipped: list[IngestResult] = []
     for p in paths:
         p = Path(p).expanduser()
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file()
-                              and not any(part.startswith(".") for part in f.relative_to(p).parts)
-                              and (loaders.is_supported(f) or f.suffix.lower() == ".doc")))
-        else:
+        if not p.is_dir():
             out.append(p)
-    return out
+            continue
+        root = p.resolve()
+        for f in sorted(f for f in p.rglob("*") if f.is_file()
+                        and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                        and (loaders.is_supported(f) or f.suffix.lower() == ".doc")):
+            target = f.resolve()
+            if not follow_symlinks and not target.is_relative_to(root):
+                skipped.append(IngestResult(str(f), "skipped", f"a link to {target}, outside the folder {p}; not "
+                                            "followed (set follow_symlinks: true to allow links)"))
+            else:
+                out.append(f)
+    return out, skipped
 
 
 class KnowledgeBaseService:
@@ -66,6 +84,8 @@ class KnowledgeBaseService:
         self._embedder = embedder
         self._store: Store | None = None
         self._lock = threading.RLock()
+        #: called with one line when a write waits for another process (CLI: stderr; app: status)
+        self.on_wait: Callable[[str], None] | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     @property
@@ -84,9 +104,14 @@ class KnowledgeBaseService:
             self._store = Store(self.settings.store_dir, self.embedder)
         return self._store
 
-    def _kb(self, name: str | None, create: bool = True) -> KnowledgeBase:
+    def _kb(self, name: str | None, create: bool = True, write: bool = True, on_wait=None) -> KnowledgeBase:
+        """Open a knowledge base; ``write`` opens it to write (crash leftovers are cleaned when no
+        other process is writing; waits for the inter-process lock report to ``on_wait``)."""
         name = name or self.settings.default_kb
-        return self.store.open(name, create=create or name == self.settings.default_kb)
+        kb = self.store.open(name, create=create or name == self.settings.default_kb, recover=write)
+        kb.lock_timeout = float(getattr(self.settings, "kb_lock_timeout_s", kb.lock_timeout))
+        kb.on_wait = on_wait or self.on_wait
+        return kb
 
     def indexed(self, source: str, chunk) -> str:
         """The text indexed for a chunk: with its contextual header (document title + section,
@@ -159,7 +184,7 @@ class KnowledgeBaseService:
     def documents(self, kb: str | None = None) -> list[DocumentInfo]:
         """Documents of a knowledge base, by file name."""
         with self._lock:
-            docs = self._kb(kb, create=False).manifest()["docs"]
+            docs = self._kb(kb, create=False, write=False).manifest()["docs"]
             return sorted((DocumentInfo(source=s, sha256=d["sha256"], pages=d.get("pages", 0), chunks=d.get("chunks", 0),
                                         name=d.get("name", Path(s).name), added_at=d.get("added_at", ""),
                                         ocr_pages=d.get("ocr_pages", 0)) for s, d in docs.items()),
@@ -181,7 +206,7 @@ class KnowledgeBaseService:
                                + (f": {names}; give the full path" if infos else
                                   f" in {base.name!r}; see `python main.py kb docs`"))
             base.remove_document(infos[0].source)
-            retrieval.BM25Index(base).load()
+            _reindex(base)
             return infos[0]
 
     # -- ingest -----------------------------------------------------------------------------
@@ -207,14 +232,18 @@ class KnowledgeBaseService:
             One result per file, in order (files not reached after a cancel are left out).
         """
         with self._lock:
-            files = expand_paths([paths] if isinstance(paths, (str, Path)) else paths)
-            base = self._kb(kb)
+            files, links = expand_paths_checked([paths] if isinstance(paths, (str, Path)) else paths,
+                                                bool(getattr(self.settings, "follow_symlinks", False)))
+            waited = _ProgressWait(self.on_wait, on_progress, len(files))
+            base = self._kb(kb, on_wait=waited)
             run = _IngestRun(self, base, len(files), on_progress, on_result, cancel)
+            for r in links:
+                run.emit(r)
             run.run(files)
             if any(r.status in ("added", "updated") for r in run.results):
                 if on_progress:
                     on_progress(len(files), len(files), "indexing (BM25)")
-                retrieval.BM25Index(base).load()
+                _reindex(base)
             return run.results
 
     # -- search -----------------------------------------------------------------------------
@@ -228,7 +257,7 @@ class KnowledgeBaseService:
             KeyError: a named knowledge base that does not exist; ValueError: model mismatch / bad mode.
         """
         with self._lock:
-            base = self._kb(kb, create=False)
+            base = self._kb(kb, create=False, write=False)
             if mode != "bm25":
                 self._check_model(base)
             return retrieval.search(base, self.embedder, query, k or self.settings.top_k, mode)
@@ -245,7 +274,7 @@ class KnowledgeBaseService:
         """
         for doc in self.documents(kb):
             with self._lock:
-                base = self._kb(kb, create=False)
+                base = self._kb(kb, create=False, write=False)
                 version = base.manifest()["docs"].get(doc.source, {}).get("version")
                 got = base.collection.get(where={"version": version}, include=["documents", "metadatas"]) \
                     if version else {"ids": []}
@@ -254,6 +283,60 @@ class KnowledgeBaseService:
             yield doc, [Hit(rank=i, score=0.0, source=m.get("source", doc.source), page=m.get("page") or None,
                             text=t, chunk_id=cid, section=m.get("section", ""), page_end=m.get("page_end") or None)
                         for i, (cid, t, m) in enumerate(rows, 1)]
+
+    # -- check and repair (kb/repair.py) ---------------------------------------------------------
+    def check(self, kb: str | None = None, vector_index: bool = True) -> list[CheckReport]:
+        """Consistency of one knowledge base (None: all of them); reads only.
+
+        Args:
+            vector_index: also ask the vector index for every chunk (slower; the app's check
+                on open leaves it out).
+
+        Raises:
+            KeyError: a named knowledge base that does not exist.
+        """
+        with self._lock:
+            names = [kb] if kb else [k.name for k in self.list_kbs()]
+            return [repair_mod.check(self._kb(n, create=False, write=False), vector_index) for n in names]
+
+    def repair(self, kb: str | None = None, *, on_progress: Callable[[float, float, str], None] | None = None,
+               on_result: Callable[[IngestResult], None] | None = None) -> list[tuple[CheckReport, list[IngestResult]]]:
+        """Make inconsistent knowledge bases consistent; documents that are fine are not touched.
+
+        Under the write lock: leftovers are deleted, missing BM25 tokens rebuilt from the stored
+        chunks, chunks missing from the vector index added again, duplicates and documents
+        without all their chunks dropped; then those documents are ingested again from their
+        files (progress and one result per file as in :meth:`ingest`; a file that is gone gets a
+        "failed" line).
+
+        Returns:
+            Per knowledge base: (the report found before repairing, results of the re-ingest).
+
+        Raises:
+            KeyError: a named knowledge base that does not exist; StoreBusy: another process
+            kept writing past ``kb_lock_timeout_s``.
+        """
+        out = []
+        with self._lock:
+            for name in [kb] if kb else [k.name for k in self.list_kbs()]:
+                base = self._kb(name, create=False)
+                say = (lambda m: on_progress(0, 1, m)) if on_progress else (lambda m: None)  # noqa: E731
+                with base.writing():
+                    rep = repair_mod.check(base)
+                    again = [] if rep.ok else repair_mod.fix_in_place(base, rep, log=say)
+                results = [IngestResult(s, "failed", "the file is no longer there, so its chunks could not be "
+                                        "restored; ingest it again from where it is now")
+                           for s in again if not Path(s).is_file()]
+                for r in results:
+                    if on_result:
+                        on_result(r)
+                present = [s for s in again if Path(s).is_file()]
+                if present:
+                    results += self.ingest(present, name, on_progress=on_progress, on_result=on_result)
+                if not rep.ok:
+                    _reindex(base)
+                out.append((rep, results))
+        return out
 
     def is_relevant(self, hits: list[Hit], query: str | None = None, kb: str | None = None) -> bool:
         """True when ``hits`` may answer ``query`` (see :meth:`relevance`). Without a query:
@@ -278,13 +361,17 @@ class KnowledgeBaseService:
         from kb import relevance
 
         with self._lock:
-            base = self._kb(kb, create=False)
+            base = self._kb(kb, create=False, write=False)
             df, n = retrieval.BM25Index(base).doc_freq()
             floor = None
             readable = retrieval.fusion_weights(self.embedder_name, query)["vector"] > 0
             if readable and any(h.similarity is not None for h in hits):
                 floor = relevance.vector_floor(base, self.embedder)
             return relevance.judge(query, hits, df, n, floor)
+
+
+class FileTimeout(Exception):
+    """A file parsed longer than ``settings.file_time_budget_s``; its worker was killed."""
 
 
 class _Parser:
@@ -296,11 +383,14 @@ class _Parser:
 
     def __init__(self, settings):
         self.opts = {"chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap,
-                     "ocr_engine": settings.ocr_engine, "ocr_languages": settings.ocr_languages}
+                     "ocr_engine": settings.ocr_engine, "ocr_languages": settings.ocr_languages,
+                     "max_uncompressed_mb": float(getattr(settings, "max_uncompressed_mb", loaders.MAX_UNCOMPRESSED_MB))}
+        self.budget = float(getattr(settings, "file_time_budget_s", 900.0))
         self.in_process = int(getattr(settings, "ingest_workers", 1)) <= 0
         self.pool = self.queue = None
         self.live: set = set()             # Futures of the current worker
         self.started = False               # has any worker come up (sent loaders.READY)?
+        self.began: dict[int, float] = {}  # file index -> time.monotonic() its parse began in the worker
 
     def submit(self, i: int, path: Path):
         """Queue file ``i`` in the worker -> a Future, or None to parse it in :meth:`wait`."""
@@ -342,11 +432,25 @@ class _Parser:
                 while self.queue is not None and not self.queue.empty():
                     msg = self.queue.get()
                     self.started = self.started or msg == loaders.READY
-                    last = msg if msg[0] == i else last
+                    if msg[2] == loaders.BEGIN:
+                        self.began[msg[0]] = time.monotonic()
+                    elif msg[0] == i:
+                        last = msg
                 if last:
                     report(last[1], last[2])
             if cancel is not None and cancel.is_set():
                 raise InterruptedError("cancelled")
+            if i in self.began and time.monotonic() - self.began[i] > self.budget:
+                self.kill()
+                raise FileTimeout(f"parsing took longer than file_time_budget_s = {self.budget:g} s, so the file was "
+                                  "abandoned (nothing of it stored); split it into smaller files, or raise "
+                                  "file_time_budget_s in settings")
+
+    def kill(self) -> None:
+        """Kill the worker now (a file ran past its time budget); the next submit starts a new one."""
+        for proc in list((getattr(self.pool, "_processes", None) or {}).values()):
+            proc.kill()
+        self.close(wait=False)
 
     def restart(self, handle=None) -> None:
         """Drop the broken worker (unless ``handle`` came from an earlier, already dropped one);
@@ -378,6 +482,7 @@ class _IngestRun:
         self.pending: list[dict] = []
         self.parser = _Parser(svc.settings)
         self.queued: set[str] = set()      # sha256 of files sent to the parser in this call
+        self.embedder_error: str | None = None   # the embedder could not load: files fail, unparsed
 
     def cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
@@ -413,6 +518,10 @@ class _IngestRun:
         try:
             if not path.exists():
                 raise loaders.LoaderError("no such file or folder; check the path")
+            limit = float(getattr(self.svc.settings, "max_file_mb", 512))
+            if path.stat().st_size > limit * 2**20:
+                raise loaders.LoaderError(f"the file is {path.stat().st_size / 2**20:,.0f} MB (limit max_file_mb = "
+                                          f"{limit:g}); it was not read. Split it, or raise max_file_mb in settings")
             source, sha = str(path.resolve()), file_sha256(path)
             docs = self.base.manifest()["docs"]
             if docs.get(source, {}).get("sha256") == sha:
@@ -420,14 +529,30 @@ class _IngestRun:
                 return {**item, "result": IngestResult(source, "skipped", "unchanged", d.get("pages", 0),
                                                        d.get("chunks", 0), d.get("ocr_pages", 0))}
             self.svc._check_model(self.base)
-        except (loaders.LoaderError, ValueError, OSError) as e:
+        except OSError as e:
+            return {**item, "result": IngestResult(str(path), "failed", loaders.os_error_line(e))}
+        except (loaders.LoaderError, ValueError) as e:
             return {**item, "result": IngestResult(str(path), "failed", str(e))}
         entry = {"sha256": sha, "name": path.name}
         item.update(source=source, entry=entry, status="updated" if source in docs else "added")
+        if self.embedder_error:
+            return {**item, "result": IngestResult(str(path), "failed", self.embedder_error)}
         if sha not in self.queued and not any(d["sha256"] == sha for d in docs.values()):
             self.queued.add(sha)
             item["handle"] = self.parser.submit(i, path)
+            if not self.embedder_ready():
+                return {**item, "result": IngestResult(str(path), "failed", self.embedder_error)}
         return item
+
+    def embedder_ready(self) -> bool:
+        """Load the embedder once (while the worker parses the first file); on failure remember
+        its one-line message: every file then fails with it, before its parse is waited for."""
+        if self.embedder_error is None:
+            try:
+                getattr(self.svc.embedder, "model", None)      # a real Embedder loads here
+            except EmbedderError as e:
+                self.embedder_error = " ".join(str(e).split())
+        return self.embedder_error is None
 
     def add(self, item: dict, window: deque) -> None:
         """Finish file ``item``: wait for its parse, queue its chunks; failures and skips are
@@ -477,8 +602,14 @@ class _IngestRun:
                         w["handle"] = self.parser.submit(w["i"], w["path"])
             except InterruptedError:
                 return IngestResult(item["source"], "failed", "cancelled; nothing of this file was stored")
+            except FileTimeout as e:       # the worker was killed: files parsing ahead go to a new one
+                for w in window:
+                    if "handle" in w and not _parsed_ok(w["handle"]):
+                        w["handle"] = self.parser.submit(w["i"], w["path"])
+                return IngestResult(item["source"], "failed", str(e))
             except Exception as e:  # noqa: BLE001  (the worker's error, whatever it is, fails this file only)
-                msg = str(e) if isinstance(e, (loaders.LoaderError, OSError)) else \
+                msg = str(e) if isinstance(e, loaders.LoaderError) else loaders.os_error_line(e) \
+                    if isinstance(e, OSError) else \
                     f"could not read the file ({type(e).__name__}: {e}); re-save it and ingest again"
                 return IngestResult(str(path), "failed", " ".join(msg.split()))
         log.debug("parsed %s in process %d (%.2f s)", path.name, out["pid"], out["seconds"])
@@ -507,13 +638,18 @@ class _IngestRun:
                           [retrieval.tokenize(t) for t in texts[at:at + n]]))
             at += n
         try:
-            self.base.put_documents(items, self.cancel)
-        except InterruptedError:
+            entries = self.base.put_documents(items, self.cancel)
+        except (InterruptedError, StoreBusy) as e:
+            msg = "cancelled" if isinstance(e, InterruptedError) else str(e)
             for p in pending:
-                self.emit(IngestResult(p["source"], "failed", "cancelled; nothing of this file was stored"))
+                self.emit(IngestResult(p["source"], "failed", f"{msg}; nothing of this file was stored"))
             return
-        for p in pending:
-            self.emit(self.result(p))
+        for p, e in zip(pending, entries, strict=True):
+            if e.get("stored_by") == "other":
+                self.emit(IngestResult(p["source"], "skipped", "the same content was stored meanwhile by another "
+                                       "TQT-s process", e.get("pages", 0), e.get("chunks", 0), e.get("ocr_pages", 0)))
+            else:
+                self.emit(self.result(p))
 
     def embed(self, texts: list[str], first: int, last: int):
         """Embed ``texts`` in groups of EMBED_GROUP; progress moves from file ``first`` to ``last``."""
@@ -536,6 +672,30 @@ class _IngestRun:
         if doc.warnings:
             msg += f" (warning: {'; '.join(doc.warnings)})"
         return IngestResult(p["source"], p["status"], msg, doc.pages, len(chunks), doc.ocr_pages)
+
+
+class _ProgressWait:
+    """``on_wait`` of an ingest: the "waiting for another process" line goes to the service's
+    ``on_wait`` and to the ingest's progress message (the app shows it in its status line)."""
+
+    def __init__(self, on_wait, on_progress, total: int):
+        self.on_wait, self.on_progress, self.total = on_wait, on_progress, total
+
+    def __call__(self, message: str) -> None:
+        log.info("%s", message)
+        if self.on_wait:
+            self.on_wait(message)
+        if self.on_progress:
+            self.on_progress(0, self.total, message)
+
+
+def _reindex(base: KnowledgeBase) -> None:
+    """Build (or load) the BM25 index of the new generation, then drop older saved ones under
+    the write lock (a reader of another process may still be loading them otherwise)."""
+    retrieval.BM25Index(base).load()
+    with base.writing_if_free() as free:
+        if free:                           # else another writer is busy: its own reindex prunes
+            retrieval.BM25Index(base).prune()
 
 
 def _parsed_ok(handle) -> bool:

@@ -20,6 +20,8 @@ class FakeKB:
         self.kbs: dict[str, dict[str, tuple[DocumentInfo, list[str]]]] = {}
         self.lock = threading.Lock()
         self.embedder_name = "fake"
+        self.broken: set[str] = set()
+        self.repaired: list[str] = []
 
     def _kb(self, kb):
         return self.kbs.setdefault(kb or self.settings.default_kb, {})
@@ -81,6 +83,20 @@ class FakeKB:
 
     def remove(self, doc, kb=None):
         return self._kb(kb).pop(doc)[0]
+
+    def check(self, kb=None, vector_index=True):
+        """Consistency reports (kb.repair.CheckReport); ``broken`` names KBs reported broken."""
+        from kb.repair import CheckReport
+
+        names = [kb] if kb else list(self.kbs)
+        return [CheckReport(n, len(self._kb(n)), missing_chunks=["/x/broken.pdf"] if n in self.broken else [])
+                for n in names]
+
+    def repair(self, kb=None, *, on_progress=None, on_result=None):
+        reps = self.check(kb)
+        self.broken.difference_update(r.kb for r in reps)
+        self.repaired.extend(r.kb for r in reps)
+        return [(r, []) for r in reps]
 
 
 class FakeRegistry:
@@ -163,8 +179,9 @@ class FakeAnswers:
 
 
 # -- GUI test helpers ----------------------------------------------------------------------
-def pump(root, until=lambda: False, timeout: float = 20.0, step: float = 0.005) -> bool:
-    """Run the Tk event loop (``root.update()``) until ``until()`` is true or ``timeout`` s pass."""
+def pump(root, until=lambda: False, timeout: float = 300.0, step: float = 0.005) -> bool:
+    """Run the Tk event loop (``root.update()``) until ``until()`` is true or ``timeout`` s pass
+    (a generous deadline: only a failing test waits that long; the suite runs on busy machines)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         root.update()

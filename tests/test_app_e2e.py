@@ -41,7 +41,7 @@ def real_app(display, settings, tiny_qwen_dir):
     services.registry.use(entry.name)
     app = App(settings, services)
     yield app
-    app.close(timeout=5)
+    app.close(timeout=120)
     del app
     gc.collect()  # free Tk variables on this thread (a worker-thread GC would warn: not in mainloop)
 
@@ -50,7 +50,7 @@ def test_drop_ingest_ask_cite_responsive(real_app, tmp_path):
     from tests.fakes import click_text_index, pump, screenshot, simulate_drop
 
     app = real_app
-    assert pump(app.root, lambda: app.model_ok is not None and not app.dispatcher.jobs, timeout=30)
+    assert pump(app.root, lambda: app.model_ok is not None and not app.dispatcher.jobs, timeout=300)
     assert app.model_ok and app.first_run is None
     pdf = make_pdf(tmp_path / "资料 文件夹" / "宪法 节选 2024.pdf", PAGES)
 
@@ -94,25 +94,25 @@ def test_drop_ingest_ask_cite_responsive(real_app, tmp_path):
     n = tx.cite_at(first)[1]
     click_text_index(tx.text, first)
     want = tx.sources[t][n].page
-    assert pump(app.root, lambda: app.viewer is not None and app.viewer.page == want, timeout=20)
+    assert pump(app.root, lambda: app.viewer is not None and app.viewer.page == want, timeout=300)
     assert app.viewer.source == str(pdf) and app.viewer.hits >= 1
     screenshot(app.viewer, out / "app_e2e_tiny_page.png")
 
     # history is on disk for the next start; closing joins the workers
     assert app.services.answers.history()[-1]["question"] == "社会主义制度是什么？"
-    assert app.close(timeout=5) == []
+    assert app.close(timeout=120) == []
 
 
 def test_close_during_ingest_keeps_store_consistent(real_app, tmp_path):
     from tests.fakes import pump
 
     app = real_app
-    assert pump(app.root, lambda: app.model_ok is not None and not app.dispatcher.jobs, timeout=30)
+    assert pump(app.root, lambda: app.model_ok is not None and not app.dispatcher.jobs, timeout=300)
     files = [make_pdf(tmp_path / "批量" / f"文件 {i}.pdf", PAGES) for i in range(6)]
     app.kb_panel.ingest([str(tmp_path / "批量")])
     assert pump(app.root, lambda: bool(app.kb_panel.results.get("1.0", "end").strip()), timeout=60)
     services = app.services
-    assert app.close(timeout=10) == []
+    assert app.close(timeout=120) == []
     docs = services.kb.documents()
     assert 1 <= len(docs) <= len(files)
     assert len({d.source for d in docs}) == len(docs)  # nothing duplicated

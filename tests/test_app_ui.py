@@ -17,8 +17,9 @@ def make_app(display, settings):
 
     apps = []
 
-    def make(available=True, delay=0.005):
+    def make(available=True, delay=0.005, broken=()):
         kb = FakeKB(settings)
+        kb.broken = set(broken)
         services = Services(settings, kb, FakeAnswers(kb, delay=delay), FakeRegistry(available))
         app = App(settings, services)
         apps.append(app)
@@ -26,7 +27,7 @@ def make_app(display, settings):
 
     yield make
     for app in apps:
-        app.close(timeout=2)
+        app.close(timeout=60)
     del apps[:]
     gc.collect()  # free Tk variables on this thread (a worker-thread GC would warn: not in mainloop)
 
@@ -97,7 +98,7 @@ def test_stop_cancels_generation(make_app, tmp_path):
     t = app.chat.ask("宪法")
     assert pump(app.root, lambda: len(app.chat.transcript.answers.get(t, "")) >= 2)
     app.chat.stop()
-    assert pump(app.root, lambda: not app.chat.busy, timeout=5)
+    assert pump(app.root, lambda: not app.chat.busy)
     assert len(app.chat.transcript.answers[t]) < len(app.services.answers.script)
 
 
@@ -175,3 +176,17 @@ def test_english_ui_and_retrain_fallback(make_app, settings, monkeypatch):
     monkeypatch.setitem(sys.modules, "app.retrain", None)  # import fails -> a status line, no crash
     app.open_retrain()
     assert "Retraining is unavailable" in app.status_var.get()
+
+
+def test_broken_kb_is_checked_on_open_and_repaired_when_the_user_agrees(make_app, monkeypatch):
+    from tkinter import messagebox
+
+    from tests.fakes import pump
+
+    asked = []
+    monkeypatch.setattr(messagebox, "askyesno", lambda title, msg, **kw: asked.append(msg) or True)
+    app = make_app(broken={"default"})
+    assert pump(app.root, lambda: app.services.kb.repaired == ["default"], timeout=60)
+    assert "broken.pdf" in asked[0] and "default" in asked[0]
+    assert pump(app.root, lambda: not app.dispatcher.jobs, timeout=60)
+    assert app.services.kb.check("default")[0].ok and len(asked) == 1   # checked once, not again

@@ -40,14 +40,16 @@ def filled(settings, tmp_path):
 
 def test_bm25_index_is_persisted_and_rebuilt_when_stale(filled, tmp_path):
     kb = filled.store.open("default")
-    stamp = json.loads((kb.dir / "bm25" / "stamp.json").read_text())["generation"]
-    assert stamp == kb.manifest()["generation"]
+    gen = kb.manifest()["generation"]
+    assert [p.name for p in (kb.dir / "bm25").iterdir()] == [f"g{gen}"]   # saved per generation, older pruned
+    assert len(json.loads((kb.dir / "bm25" / f"g{gen}" / "ids.json").read_text())) == kb.chunk_count()
     BM25Index._cache.clear()                                         # a new process: loads from disk
     assert BM25Index(kb).search("高速铁路", 3)[0][0].split("-")[0] == kb.manifest()["docs"][str((tmp_path / "train.txt").resolve())]["version"]
     (tmp_path / "more.txt").write_text("铁路货运列车。", encoding="utf-8")
     filled.ingest([tmp_path / "more.txt"])
     ids = [cid for cid, _ in BM25Index(kb).search("列车", 5)]
     assert len(ids) == 2
+    assert [p.name for p in (kb.dir / "bm25").iterdir()] == [f"g{kb.manifest()['generation']}"]
 
 
 def test_modes(filled):

@@ -232,20 +232,16 @@ def test_crash_after_manifest_flip_keeps_new_version_only(svc, corpus, monkeypat
 
     svc.ingest([corpus])
     (corpus / "notes.txt").write_text("全新内容。New content only.", encoding="utf-8")
-    real = KnowledgeBase.recover
+    real = KnowledgeBase._flip
 
-    calls = []
+    def crash(self, changes):      # die right after the manifest flip, before the old chunks go
+        real(self, changes)
+        raise _Crash()
 
-    def crash(self):              # 1st call: at open; 2nd: after the manifest flip -> die there
-        calls.append(1)
-        if len(calls) == 2:
-            raise _Crash()
-        return real(self)
-
-    monkeypatch.setattr(KnowledgeBase, "recover", crash)
+    monkeypatch.setattr(KnowledgeBase, "_flip", crash)
     with pytest.raises(_Crash):
         svc.ingest([corpus / "notes.txt"])
-    monkeypatch.setattr(KnowledgeBase, "recover", real)
+    monkeypatch.setattr(KnowledgeBase, "_flip", real)
     again = KnowledgeBaseService(svc.settings)
     hits = again.search("Retrieval augmented generation New content", mode="bm25", k=10)
     assert any("New content" in h.text for h in hits) and not any("Retrieval augmented" in h.text for h in hits)
@@ -339,7 +335,9 @@ def test_killed_worker_is_replaced_and_the_batch_goes_on(svc, tmp_path, caplog):
     results = svc.ingest([folder], on_progress=progress)
     assert killed and [r.status for r in results] == ["added"] * 5
     pids = {pid for _, pid in _parses(caplog)}
-    assert len(pids) == 2 and os.getpid() not in pids                 # a second worker took over
+    # a second worker took over (the killed one may or may not have finished a file first: that
+    # depends on scheduling, so only "someone other than the killed worker parsed" is asserted)
+    assert pids - set(killed) and len(pids) <= 2 and os.getpid() not in pids
     assert any("worker process died" in r.getMessage() for r in caplog.records)
     _check_consistent(svc, folder)
 

@@ -58,7 +58,7 @@ def app(display, settings, tiny_qwen_dir, shared_data, tmp_path):
     assert res.chunks >= 1
     window = App(settings, services, root=tk.Tk())
     yield window
-    window.close(timeout=2)
+    window.close(timeout=60)
 
 
 def test_retrain_button_to_adopted_answer(app):

@@ -31,7 +31,7 @@ def recipe(tmp_path) -> Path:
     return p
 
 
-def _until(pred, timeout=60.0):
+def _until(pred, timeout=600.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if pred():

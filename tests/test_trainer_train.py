@@ -41,7 +41,7 @@ def read_progress(run: Path) -> list[dict]:
     return [json.loads(line) for line in lines]  # every line must parse
 
 
-def wait_for_steps(proc, run: Path, n: int, timeout: float = 240) -> None:
+def wait_for_steps(proc, run: Path, n: int, timeout: float = 900) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         if (run / "progress.jsonl").exists() and len(read_progress(run)) >= n:

@@ -167,5 +167,5 @@ def test_mounted_in_the_app_fills_the_question_box_and_speaks_answers(settings, 
         except Exception:   # no output device here: the failure is reported in the voice label
             assert pump(app.root, lambda: "audio output" in vc.status_var.get(), 30)
     finally:
-        app.close(timeout=2)
+        app.close(timeout=60)
         gc.collect()

@@ -47,6 +47,26 @@ def stop_timeout(rows: list[dict]) -> float:
     return 2 * max(times) + SAVE_GRACE if times else FIRST_STEP_TIMEOUT
 
 
+def check_run_name(name: str) -> str:
+    """A run name as given (stripped), or ValueError when it could leave ``runs/``.
+
+    A run name is one folder name: no path separators, no ``..``, none of ``:*?"<>|`` (not
+    allowed in Windows file names), no control characters, at most 100 characters.
+
+    >>> check_run_name(" grpo-2026 ")
+    'grpo-2026'
+    >>> check_run_name("../../etc")
+    Traceback (most recent call last):
+    ValueError: run name '../../etc' must be a single folder name: no '/', '\\' or '..'; e.g. grpo-try2
+    """
+    name = (name or "").strip()
+    if not name or "/" in name or "\\" in name or ".." in name or name in (".", "~"):
+        raise ValueError(f"run name {name!r} must be a single folder name: no '/', '\\' or '..'; e.g. grpo-try2")
+    if any(c in name for c in ':*?"<>|') or any(ord(c) < 32 for c in name) or len(name) > 100:
+        raise ValueError(f"run name {name!r}: use letters, digits, '-', '_' or '.' (at most 100 characters)")
+    return name
+
+
 def trainer_launcher() -> list[str]:
     """``[python, "-m", "trainer"]`` with this interpreter."""
     return [sys.executable, "-m", "trainer"]
@@ -173,9 +193,10 @@ class TrainingJob:
         Raises:
             FileNotFoundError: the recipe does not exist.
             FileExistsError: ``run_name`` already has a run and ``resume`` is False.
+            ValueError: ``run_name`` is not a single folder name (:func:`check_run_name`).
         """
         recipe_path = resolve_recipe(recipe)
-        name = run_name or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        name = check_run_name(run_name) if run_name else datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         run_dir = Path(settings.runs_dir) / name
         if (run_dir / "run.json").exists() and not resume:
             raise FileExistsError(f"a run named {name!r} already exists in {run_dir.parent}; "

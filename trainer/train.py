@@ -50,13 +50,18 @@ def run_dir_for(args, settings) -> Path:
     and neither given, the newest run that has a checkpoint.
 
     Raises:
-        TrainError: --resume without any resumable run.
+        TrainError: --resume without any resumable run; a --run-name that is not one folder name.
     """
     if args.output:
         return Path(args.output).expanduser()
     runs = Path(settings.runs_dir)
     if args.run_name:
-        return runs / args.run_name
+        from trainer.jobs import check_run_name
+
+        try:
+            return runs / check_run_name(args.run_name)
+        except ValueError as e:
+            raise TrainError(str(e)) from None
     if args.resume:
         found = sorted((p for p in runs.iterdir() if any(p.glob("checkpoint-*"))), key=lambda p: p.stat().st_mtime)
         if not found:
