@@ -166,6 +166,14 @@ def temp_home(prefix: str = "tqts-bench-"):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def in_home(kb_dir: Path | None, run):
+    """``run(home)`` in ``kb_dir`` when given (kept between runs), else in a :func:`temp_home`."""
+    if kb_dir:
+        return run(Path(kb_dir))
+    with temp_home() as home:
+        return run(home)
+
+
 def load_settings(home: Path, **overrides):
     """Settings on ``home`` with ``overrides`` applied in memory (settings.yaml untouched).
 

@@ -28,11 +28,11 @@ from bench.common import (  # noqa: E402
     OFFLINE,
     add_json_flag,
     emit,
+    in_home,
     load_settings,
     log,
     resolve_embedder,
     table,
-    temp_home,
 )
 
 DEFAULT = Path(__file__).resolve().parent / "data" / "crosslingual.jsonl"
@@ -131,11 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(bad) or f"all {len(rows)} evidence strings found on their pages")
         return 1 if bad else 0
     embedder = str(OFFLINE / "multilingual-e5-small") if args.embedder == "e5" else args.embedder
-    if args.kb_dir:
-        r = measure(rows, args.kb_dir, embedder)
-    else:
-        with temp_home() as home:
-            r = measure(rows, home, embedder)
+    r = in_home(args.kb_dir, lambda home: measure(rows, home, embedder))
     emit(r, render(r), args.json)
     return 0
 

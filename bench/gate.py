@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import DATA, OFFLINE, add_json_flag, emit, load_settings, log, resolve_embedder, table, temp_home  # noqa: E402, I001
+from bench.common import DATA, OFFLINE, add_json_flag, emit, in_home, load_settings, log, resolve_embedder, table  # noqa: E402, I001
 
 DEFAULT = Path(__file__).resolve().parent / "data" / "gate.jsonl"
 FILES = ("zh_prc_constitution_2018.pdf", "zh_weknora_intro.pdf", "en_bge_m3_paper.pdf",
@@ -63,11 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows = [json.loads(line) for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
     embedder = str(OFFLINE / "multilingual-e5-small") if args.embedder == "e5" else args.embedder
-    if args.kb_dir:
-        r = measure(rows, args.kb_dir, embedder)
-    else:
-        with temp_home() as home:
-            r = measure(rows, home, embedder)
+    r = in_home(args.kb_dir, lambda home: measure(rows, home, embedder))
     emit(r, render(r), args.json)
     return 0
 
