@@ -83,7 +83,7 @@ def test_start_plot_stop_finish_compare_adopt(ui):
     assert open_retrain_dialog(root, services, launcher=FAKE) is dlg      # one dialog at a time
     pump(root, lambda: str(dlg.start_button["state"]) == "normal")
     assert "CUDA" in dlg.gpu_label["text"] and dlg.recipe_var.get() == "smoke-cpu"
-    dlg.steps_var.set("1000")
+    dlg.steps_var.set("100000")   # never ends by itself, however slow the machine
     dlg.run_name_var.set("first")
     dlg.start_button.invoke()
     pump(root, lambda: len(dlg.rows) >= 2)
@@ -132,7 +132,7 @@ def test_reopening_follows_the_running_job(ui, monkeypatch):
     pump(root, lambda: str(dlg.start_button["state"]) == "normal")
     assert "Fake GPU" in dlg.gpu_label["text"] and "70000" in dlg.gpu_label["text"]
     assert set(dlg.recipe_box["values"]) >= {"smoke-cpu", "tqts-default"}   # a GPU offers every recipe
-    dlg.steps_var.set("1000")
+    dlg.steps_var.set("100000")   # never ends by itself, however slow the machine
     dlg.start_button.invoke()
     pump(root, lambda: len(dlg.rows) >= 1)
     run_dir = dlg.job.run_dir
