@@ -129,3 +129,30 @@ def display():
     proc.terminate()
     proc.wait(timeout=10)
     os.environ.pop("DISPLAY", None)
+
+
+@pytest.fixture
+def make_app(display, settings):
+    """``make(available=True, delay=0.005, broken=())``: the main window on fakes of the services
+    (real Tk under Xvfb); every window made is closed at the end."""
+    from app.main import App
+    from app.services import Services
+    from tests.fakes import FakeAnswers, FakeKB, FakeRegistry
+
+    apps = []
+
+    def make(available=True, delay=0.005, broken=()):
+        kb = FakeKB(settings)
+        kb.broken = set(broken)
+        services = Services(settings, kb, FakeAnswers(kb, delay=delay), FakeRegistry(available))
+        app = App(settings, services)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.close(timeout=60)
+    del apps[:]
+    import gc
+
+    gc.collect()  # free Tk variables on this thread (a worker-thread GC would warn: not in mainloop)

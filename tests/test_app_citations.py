@@ -2,8 +2,6 @@
 ("第N条　" sentences included: U+3000 on the page), and the model's own refusal as a refusal."""
 from __future__ import annotations
 
-import gc
-
 import pytest
 
 from models.citations import Citation
@@ -25,27 +23,6 @@ def test_article_sentence_with_ideographic_space_is_found_on_the_page(shared_dat
         assert len(rects) >= 1
         found = " ".join(page.get_textbox(r) for r in rects)
         assert "民主集中制" in found and "第三条" in found
-
-
-@pytest.fixture
-def make_app(display, settings):
-    from app.main import App
-    from app.services import Services
-    from tests.fakes import FakeAnswers, FakeKB, FakeRegistry
-
-    apps = []
-
-    def make():
-        kb = FakeKB(settings)
-        app = App(settings, Services(settings, kb, FakeAnswers(kb, delay=0.001), FakeRegistry(True)))
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.close(timeout=2)
-    del apps[:]
-    gc.collect()
 
 
 @pytest.mark.gui

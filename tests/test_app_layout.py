@@ -3,7 +3,6 @@ at 1024x700, 1366x768 and at the main window's minimum size (real Tk under Xvfb)
 from __future__ import annotations
 
 import doctest
-import gc
 
 import pytest
 
@@ -23,26 +22,6 @@ def test_fit_size_never_taller_than_the_screen():
     for screen in [(1366, 768), (1280, 800), (1024, 700), (1920, 1080)]:
         w, h = layout.fit_size((1280, 820), screen, minimum=(900, 560))
         assert w <= screen[0] - layout.MARGIN_W and h <= screen[1] - layout.MARGIN_H
-
-
-@pytest.fixture
-def make_app(display, settings):
-    from app.main import App
-    from app.services import Services
-    from tests.fakes import FakeAnswers, FakeKB, FakeRegistry
-
-    apps = []
-
-    def make(available=True):
-        kb = FakeKB(settings)
-        app = App(settings, Services(settings, kb, FakeAnswers(kb), FakeRegistry(available)))
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.close(timeout=2)
-    gc.collect()
 
 
 def _outside(root, widgets: dict) -> list[str]:

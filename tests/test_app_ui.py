@@ -2,34 +2,9 @@
 streaming with folded reasoning, citations, refusal, first run, history, close."""
 from __future__ import annotations
 
-import gc
-
 import pytest
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture
-def make_app(display, settings):
-    from app.main import App
-    from app.services import Services
-    from tests.fakes import FakeAnswers, FakeKB, FakeRegistry
-
-    apps = []
-
-    def make(available=True, delay=0.005, broken=()):
-        kb = FakeKB(settings)
-        kb.broken = set(broken)
-        services = Services(settings, kb, FakeAnswers(kb, delay=delay), FakeRegistry(available))
-        app = App(settings, services)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.close(timeout=60)
-    del apps[:]
-    gc.collect()  # free Tk variables on this thread (a worker-thread GC would warn: not in mainloop)
 
 
 def make_pdf(path, pages):
