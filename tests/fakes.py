@@ -75,6 +75,9 @@ class FakeKB:
                     hits.append(Hit(len(hits) + 1, 1.0, src, p, text))
         return hits[: k or 5]
 
+    def reload_embedder(self):
+        self.reloads = getattr(self, "reloads", 0) + 1
+
     def is_relevant(self, hits):
         return bool(hits)
 
