@@ -109,6 +109,15 @@ class FakeRegistry:
     def available(self):
         return self._available
 
+    embedder_ok = True  # set False: the embedder is not on this machine (first-run panel)
+
+    def embedder_available(self):
+        return self.embedder_ok
+
+    def use_embedder(self, folder):
+        self.embedder_ok = True
+        return Path(folder)
+
     def list(self):
         return []
 
