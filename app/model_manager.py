@@ -100,7 +100,12 @@ class ModelManager(tk.Toplevel):
             self.buttons[key] = ttk.Button(row, text=tr(f"manager.{key}"), command=command)
             self.buttons[key].pack(side="left", padx=(0, 4))
         cols = ("kind", "size", "active")
-        self.tree = ttk.Treeview(body, columns=cols, show="tree headings", selectmode="browse", height=8)
+        import tkinter.font as tkfont
+
+        line = tkfont.nametofont("TkDefaultFont", self).metrics("linespace")
+        ttk.Style(self).configure("Models.Treeview", rowheight=line + 8)   # room for CJK glyphs
+        self.tree = ttk.Treeview(body, columns=cols, show="tree headings", selectmode="browse", height=8,
+                                 style="Models.Treeview")
         self.tree.heading("#0", text=tr("manager.col.name"), anchor="w")
         self.tree.column("#0", width=320, stretch=True)
         for col, width in zip(cols, (130, 90, 70), strict=True):
