@@ -18,7 +18,7 @@ import tkinter as tk
 from pathlib import Path
 from tkinter import filedialog, ttk
 
-from app.model_manager import PullFailed, human_size, pull_message
+from app.model_manager import PullFailed, human_size, localized, pull_message
 
 DEFAULT_REPO = "Qwen/Qwen2.5-0.5B-Instruct"
 DEFAULT_EMBEDDER = "intfloat/multilingual-e5-small"
@@ -121,8 +121,8 @@ class FirstRunPanel(ttk.LabelFrame):
         registry, tr = self.app.services.registry, self.tr
 
         def work(emit, cancel):
-            entry = registry.import_path(path, on_progress=lambda d, t, _m="": emit(
-                "progress", (d, t, tr("manager.import_step", done=int(d), total=int(t)))))
+            entry = localized(tr, lambda: registry.import_path(path, on_progress=lambda d, t, _m="": emit(
+                "progress", (d, t, tr("manager.import_step", done=int(d), total=int(t))))), path)
             return registry.use(entry.name)
         self._start("model", tr("first.importing", path=path), work)
 
@@ -148,10 +148,10 @@ class FirstRunPanel(ttk.LabelFrame):
 
     def use_embedder(self, path: str) -> None:
         """Use a local sentence-transformers folder as the embedding model."""
-        registry, kb = self.app.services.registry, self.app.services.kb
+        registry, kb, tr = self.app.services.registry, self.app.services.kb, self.tr
 
         def work(emit, cancel):
-            registry.use_embedder(path)
+            localized(tr, lambda: registry.use_embedder(path), path)
             kb.reload_embedder()
             return True
         self._start("embedder", self.tr("first.embedder_checking", path=path), work)

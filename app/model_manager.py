@@ -11,6 +11,7 @@ events, the handlers here run on the Tk thread. One long job (import / pull / ex
 """
 from __future__ import annotations
 
+import logging
 import shutil
 import tkinter as tk
 from dataclasses import dataclass
@@ -18,8 +19,11 @@ from tkinter import filedialog, messagebox, ttk
 
 from app.layout import place
 
+log = logging.getLogger(__name__)
 DEFAULT_REPO = "Qwen/Qwen2.5-0.5B-Instruct"
-SOURCES = ("hf", "modelscope")
+#: ``ModelFileError.reason`` values worded in assets/strings_*.json as ``manager.import_<reason>``
+IMPORT_REASONS = {"missing", "not_model", "no_safetensors", "no_tokenizer", "name_taken", "gguf_unsupported",
+                  "not_embedder"}
 
 
 @dataclass
@@ -53,6 +57,25 @@ def pull_message(tr, reason: str, source: str, repo: str) -> str:
     key = {"offline": "manager.pull_offline", "not_found": "manager.pull_not_found",
            "missing_package": "manager.pull_no_modelscope", "cancelled": "manager.pull_cancelled"}
     return tr(key.get(reason, "manager.pull_failed"), where=where, repo=repo)
+
+
+def import_message(tr, error: Exception, path: str) -> str:
+    """One line in the UI language for an import that failed (the registry's English is logged)."""
+    reason = getattr(error, "reason", "")
+    key = f"manager.import_{reason}" if reason in IMPORT_REASONS else "manager.import_failed"
+    return tr(key, path=path, name=getattr(error, "subject", "") or path)
+
+
+def localized(tr, action, path: str):
+    """Run ``action()`` (a registry import, on a worker); a BackendError comes back as a
+    BackendError whose message is :func:`import_message` (the dispatcher shows it as is)."""
+    from models.backend import BackendError
+
+    try:
+        return action()
+    except BackendError as e:
+        log.warning("import %s: %s", path, e)
+        raise BackendError(import_message(tr, e, path)) from None
 
 
 class ModelManager(tk.Toplevel):
@@ -227,7 +250,7 @@ class ModelManager(tk.Toplevel):
         def work(emit, cancel):
             def step(done, total, _msg=""):
                 emit("progress", (done, total, tr("manager.import_step", done=int(done), total=int(total))))
-            return registry.import_path(path, on_progress=step)
+            return localized(tr, lambda: registry.import_path(path, on_progress=step), path)
 
         def done(entry):
             self.say(tr("manager.imported", name=entry.name))

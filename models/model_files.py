@@ -20,6 +20,20 @@ PULL_PATTERNS = ["*.safetensors", "*.json", "*.txt", "*.model", "*.tiktoken", "m
 Progress = Callable[[float, float, str], None]
 
 
+class ModelFileError(BackendError):
+    """A folder or file that cannot be imported as a model.
+
+    Attributes:
+        reason: missing | not_model | no_safetensors | no_tokenizer | name_taken |
+            gguf_unsupported | not_embedder (the app words it in the UI language).
+        subject: the path or model name it is about.
+    """
+
+    def __init__(self, message: str, reason: str, subject: str = ""):
+        super().__init__(message)
+        self.reason, self.subject = reason, str(subject)
+
+
 class PullError(BackendError):
     """A download that did not complete.
 

@@ -23,9 +23,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from models.backend import BackendError, ChatBackend
-from models.model_files import PULL_PATTERNS, PullError, disk_size, download_snapshot, model_on_disk
+from models.model_files import (
+    PULL_PATTERNS,
+    ModelFileError,
+    PullError,
+    disk_size,
+    download_snapshot,
+    model_on_disk,
+)
 
-__all__ = ["DEFAULT_MODEL", "PULL_PATTERNS", "ModelEntry", "ModelInfo", "ModelRegistry", "PullError"]
+__all__ = ["DEFAULT_MODEL", "PULL_PATTERNS", "ModelEntry", "ModelFileError", "ModelInfo", "ModelRegistry",
+           "PullError"]
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 
@@ -75,13 +83,16 @@ def is_adapter(folder: str | Path) -> bool:
 def check_hf_folder(folder: Path) -> None:
     """Raise BackendError unless ``folder`` holds config.json, safetensors weights and a tokenizer."""
     if not (folder / "config.json").is_file():
-        raise BackendError(f"{folder} has no config.json: pick a Hugging Face model folder or a .gguf file")
+        raise ModelFileError(f"{folder} has no config.json: pick a Hugging Face model folder or a .gguf file",
+                             "not_model", folder)
     if not any(folder.glob("*.safetensors")):
         hint = " (it has only .bin weights; re-save with save_pretrained(safe_serialization=True))" \
             if any(folder.glob("*.bin")) else ""
-        raise BackendError(f"{folder} has no *.safetensors weights{hint}; TQT-s loads safetensors only")
+        raise ModelFileError(f"{folder} has no *.safetensors weights{hint}; TQT-s loads safetensors only",
+                             "no_safetensors", folder)
     if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
-        raise BackendError(f"{folder} has no tokenizer files (tokenizer.json / tokenizer_config.json)")
+        raise ModelFileError(f"{folder} has no tokenizer files (tokenizer.json / tokenizer_config.json)",
+                             "no_tokenizer", folder)
 
 
 class ModelRegistry:
@@ -222,18 +233,19 @@ class ModelRegistry:
         """
         p = Path(path).expanduser().resolve()
         if not p.exists():
-            raise BackendError(f"{p} does not exist: give an HF model folder or a .gguf file")
+            raise ModelFileError(f"{p} does not exist: give an HF model folder or a .gguf file", "missing", p)
         name = slug(name or (p.stem if p.is_file() else p.name))
         with self._lock:
             for e in self._read():
                 if e.name == name and e.kind in ("imported", "pulled", "trained"):
-                    raise BackendError(f"a model named {name!r} exists ({e.path}); pick another --name")
+                    raise ModelFileError(f"a model named {name!r} exists ({e.path}); pick another --name",
+                                         "name_taken", name)
             if p.is_file() and p.suffix.lower() == ".gguf":
                 return self._adopt_if_none(self._import_gguf(p, name, on_progress))
             if p.is_dir():
                 check_hf_folder(p)
                 return self._adopt_if_none(self._add(ModelEntry(name, "imported", str(p), created=_now())))
-        raise BackendError(f"{p} is neither a model folder nor a .gguf file")
+        raise ModelFileError(f"{p} is neither a model folder nor a .gguf file", "not_model", p)
 
     def _adopt_if_none(self, entry: ModelEntry) -> ModelEntry:
         """Make ``entry`` the answering model when the active one is not on this machine."""
@@ -247,7 +259,7 @@ class ModelRegistry:
         dest = self.settings.models_dir / name
         partial = self.settings.models_dir / f".{name}.partial"
         if dest.exists():
-            raise BackendError(f"{dest} already exists; pick another --name or delete that folder")
+            raise ModelFileError(f"{dest} already exists; pick another --name or delete that folder", "name_taken", name)
         import shutil
 
         shutil.rmtree(partial, ignore_errors=True)
@@ -427,8 +439,8 @@ class ModelRegistry:
         """
         p = Path(folder).expanduser().resolve()
         if not ((p / "config.json").is_file() or (p / "modules.json").is_file()):
-            raise BackendError(f"{p} holds no embedding model (no config.json or modules.json): "
-                               "pick a sentence-transformers folder such as multilingual-e5-small")
+            raise ModelFileError(f"{p} holds no embedding model (no config.json or modules.json): "
+                                 "pick a sentence-transformers folder such as multilingual-e5-small", "not_embedder", p)
         self.settings.update({"embedding_model": str(p)})
         return p
 

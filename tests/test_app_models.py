@@ -287,3 +287,38 @@ def test_question_row_keeps_its_height_at_1024x700(make_app, settings, lang):
     panel = app.first_run
     assert panel.winfo_height() >= panel.winfo_reqheight()   # the panel is not cut off either
     assert chat.transcript.winfo_ismapped()
+
+
+def test_a_failed_import_is_worded_in_the_ui_language(make_app, settings, tmp_path):
+    from models.registry import ModelRegistry
+
+    app = make_app()
+    assert pump(app.root, lambda: app.model_ok is not None and not app.dispatcher.jobs)
+    app.services.registry = ModelRegistry(settings)          # the real registry: real checks
+    app.open_model_manager()
+    m = app.model_manager
+    empty = tmp_path / "空文件夹"
+    empty.mkdir()
+    m.import_path(str(empty))
+    assert pump(app.root, lambda: m.job is None and m.status["text"] != app.tr("manager.importing", path=str(empty)))
+    assert m.status["text"] == app.tr("manager.import_not_model", path=str(empty))
+    assert english_left(m.status["text"], str(empty), "config.json", ".gguf") == []
+    m.import_path(str(tmp_path / "nope.gguf"))
+    assert pump(app.root, lambda: m.job is None and "不存在" in m.status["text"])
+
+
+def test_a_model_that_fails_to_load_shows_on_the_panel(make_app, monkeypatch):
+    app = make_app()
+    assert pump(app.root, lambda: app.model_ok and not app.dispatcher.jobs)
+    assert app.first_run is None
+
+    def broken():
+        raise RuntimeError("Error while deserializing header: MetadataIncompleteBuffer")
+
+    monkeypatch.setattr(app.services.answers, "backend", broken)
+    app.model_ready()
+    assert pump(app.root, lambda: app.first_run is not None and app.first_run.state["model"] == "broken"
+                and not app.dispatcher.jobs)
+    label = app.first_run.rows["model"][0]["text"]
+    assert "无法加载" in label and english_left(label, app.settings.model) == []
+    assert app.first_run.bars["model"].winfo_manager()        # the import/download buttons are offered
