@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tkinter as tk
+import tkinter.font as tkfont
 from dataclasses import dataclass
 from tkinter import filedialog, messagebox, ttk
 
@@ -88,6 +89,7 @@ class ModelManager(tk.Toplevel):
     Attributes:
         rows: name → ``ModelInfo`` as last listed.
         job: the running import / pull / export job (None when idle).
+        job_kind: "import" | "pull" | "export" while ``job`` runs.
     """
 
     def __init__(self, app) -> None:
@@ -95,7 +97,7 @@ class ModelManager(tk.Toplevel):
         self.app, self.tr = app, app.tr
         self.registry = app.services.registry
         self.rows: dict = {}
-        self.job = None
+        self.job, self.job_kind = None, ""     # job_kind: import | pull | export
         self.title(self.tr("manager.title"))
         place(self, (820, 480), minimum=(600, 380))
         self.transient(app.root)
@@ -123,8 +125,6 @@ class ModelManager(tk.Toplevel):
             self.buttons[key] = ttk.Button(row, text=tr(f"manager.{key}"), command=command)
             self.buttons[key].pack(side="left", padx=(0, 4))
         cols = ("kind", "size", "active")
-        import tkinter.font as tkfont
-
         line = tkfont.nametofont("TkDefaultFont", self).metrics("linespace")
         ttk.Style(self).configure("Models.Treeview", rowheight=line + 8)   # room for CJK glyphs
         self.tree = ttk.Treeview(body, columns=cols, show="tree headings", selectmode="browse", height=8,
@@ -196,8 +196,6 @@ class ModelManager(tk.Toplevel):
         self.status.configure(text=str(text), foreground="#b00020" if error else "")
 
     # -- long jobs -------------------------------------------------------------------------
-    job_kind = ""
-
     def _start(self, kind: str, message: str, work, done) -> None:
         if self.job is not None:
             return

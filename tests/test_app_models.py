@@ -322,3 +322,13 @@ def test_a_model_that_fails_to_load_shows_on_the_panel(make_app, monkeypatch):
     label = app.first_run.rows["model"][0]["text"]
     assert "无法加载" in label and english_left(label, app.settings.model) == []
     assert app.first_run.bars["model"].winfo_manager()        # the import/download buttons are offered
+
+
+def test_size_column_cases():
+    import doctest
+
+    import app.model_manager as mm
+
+    failed, attempted = doctest.testmod(mm)
+    assert attempted >= 2 and failed == 0
+    assert mm.human_size(None, lambda k: "未下载") == "未下载" and mm.human_size(512, str) == "512 B"
