@@ -36,10 +36,11 @@ class PullFailed:
 
 
 def human_size(n: int | None, tr) -> str:
-    """``1.2 GB`` / ``350 MB`` / ``12 KB``; the "not downloaded" text for None.
+    """``1.2 GB`` / ``350 MB`` / ``12 KB`` (binary units: 1 GB = 1024³ bytes, as file managers
+    count); the "not downloaded" text for None.
 
     >>> human_size(1_234_567_890, lambda k: k)
-    '1.2 GB'
+    '1.1 GB'
     >>> human_size(350 * 1024 ** 2, lambda k: k)
     '350 MB'
     """
