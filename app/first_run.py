@@ -48,33 +48,45 @@ class FirstRunPanel(ttk.LabelFrame):
         self.state = {"model": "missing", "embedder": "ok"}
         self.rows: dict[str, tuple[ttk.Label, list[ttk.Button]]] = {}
         self.bars: dict[str, ttk.Frame] = {}
+        self.menus: dict[str, tk.Menu] = {}     # the download menus (Hugging Face, ModelScope, Ollama)
         self._row("model", [("first.import_folder", self.import_folder), ("first.import_gguf", self.import_gguf),
-                            ("first.download", lambda: self.pull("model")), ("first.use_ollama", self.use_ollama)])
-        self._row("embedder", [("first.embedder_folder", self.embedder_folder),
-                               ("first.download", lambda: self.pull("embedder"))])
-        row = ttk.Frame(self)
-        row.pack(fill="x", pady=(4, 0))
-        ttk.Label(row, text=self.tr("first.source")).pack(side="left")
-        self.sources = {self.tr("manager.source.hf"): "hf", self.tr("manager.source.modelscope"): "modelscope"}
-        self.source = tk.StringVar(value=next(iter(self.sources)))
-        ttk.Combobox(row, textvariable=self.source, values=list(self.sources), state="readonly",
-                     width=14).pack(side="left", padx=4)
-        self.cancel_button = ttk.Button(row, text=self.tr("manager.cancel"), command=self.cancel, state="disabled")
-        self.cancel_button.pack(side="left")
-        self.progress = ttk.Progressbar(row, mode="determinate", maximum=1.0)
-        self.progress.pack(side="left", fill="x", expand=True, padx=(6, 0))
+                            ("first.download", "model")])
+        self._row("embedder", [("first.embedder_folder", self.embedder_folder), ("first.download", "embedder")])
+        # progress + Cancel: shown only while an action runs (the panel stays short at 900x560)
+        self.progress_row = ttk.Frame(self)
+        self.cancel_button = ttk.Button(self.progress_row, text=self.tr("manager.cancel"), command=self.cancel,
+                                        state="disabled")
+        self.cancel_button.pack(side="right", padx=(6, 0))
+        self.progress = ttk.Progressbar(self.progress_row, mode="determinate", maximum=1.0)
+        self.progress.pack(side="left", fill="x", expand=True)
         self.message = ttk.Label(self, text="", justify="left", wraplength=520)   # packed when it has text
         for label in [self.message] + [lbl for lbl, _ in self.rows.values()]:
             label.bind("<Configure>", lambda e, w=label: w.configure(wraplength=max(200, e.width - 4)))
 
     def _row(self, what: str, actions) -> None:
+        """A status line and its buttons; an action that is a string is a download menu
+        (Hugging Face / ModelScope) for that model."""
         label = ttk.Label(self, text="", justify="left", wraplength=520)
         label.pack(fill="x", pady=(2, 0))
         bar = ttk.Frame(self)
-        bar.pack(fill="x", pady=(1, 2))
-        buttons = [ttk.Button(bar, text=self.tr(key), command=cmd) for key, cmd in actions]
-        for b in buttons:
-            b.pack(side="left", padx=(0, 3))
+        bar.pack(fill="x", pady=(0, 1))
+        buttons = []
+        for key, cmd in actions:
+            if isinstance(cmd, str):
+                button = ttk.Menubutton(bar, text=self.tr(key), width=len(self.tr(key)) + 3)
+                menu = tk.Menu(button, tearoff=False)
+                for source in ("hf", "modelscope"):
+                    menu.add_command(label=self.tr("first.download_from", where=self.tr(f"manager.source.{source}")),
+                                     command=lambda w=cmd, s=source: self.pull(w, s))
+                if cmd == "model":   # the other way to get an answering model: an Ollama server
+                    menu.add_separator()
+                    menu.add_command(label=self.tr("first.use_ollama"), command=self.use_ollama)
+                button.configure(menu=menu)
+                self.menus[cmd] = menu
+            else:
+                button = ttk.Button(bar, text=self.tr(key), command=cmd)
+            button.pack(side="left", padx=(0, 3))
+            buttons.append(button)
         self.rows[what] = (label, buttons)
         self.bars[what] = bar
 
@@ -94,7 +106,7 @@ class FirstRunPanel(ttk.LabelFrame):
             if state == "ok":                      # a model that is here needs no buttons: less height
                 self.bars[what].pack_forget()
             elif not self.bars[what].winfo_manager():
-                self.bars[what].pack(fill="x", pady=(1, 2), after=label)
+                self.bars[what].pack(fill="x", pady=(0, 1), after=label)
 
     def say(self, text: str, error: bool = False) -> None:
         """The panel's message line: it stays until the next action or until the panel goes."""
@@ -157,12 +169,12 @@ class FirstRunPanel(ttk.LabelFrame):
         self._start("embedder", self.tr("first.embedder_checking", path=path), work)
 
     # -- downloads -------------------------------------------------------------------------
-    def pull(self, what: str) -> None:
-        """Download the answering model (``what="model"``) or the embedder, from the chosen source."""
+    def pull(self, what: str, source: str = "hf") -> None:
+        """Download the answering model (``what="model"``) or the embedder from ``source``
+        (hf | modelscope), with byte progress and Cancel."""
         from models.model_files import PullError
 
         registry, kb, tr = self.app.services.registry, self.app.services.kb, self.tr
-        source = self.sources.get(self.source.get(), "hf")
         configured = str(self.app.settings.embedding_model)
         repo = DEFAULT_REPO if what == "model" else (
             configured if re.fullmatch(r"[\w.\-]+/[\w.\-]+", configured) else DEFAULT_EMBEDDER)
@@ -190,6 +202,7 @@ class FirstRunPanel(ttk.LabelFrame):
     def _start(self, what: str, message: str, work, pull: tuple[str, str] | None = None) -> None:
         if self.job is not None:
             return
+        self.progress_row.pack(fill="x", pady=(2, 0), before=self.message if self.message.winfo_manager() else None)
         self.say(message)
         self.progress.configure(mode="indeterminate")
         self.progress.start(80)
@@ -209,6 +222,7 @@ class FirstRunPanel(ttk.LabelFrame):
             return
         self.progress.stop()
         self.progress.configure(mode="determinate", value=0)
+        self.progress_row.pack_forget()
         self.job = None
         self.cancel_button.configure(state="disabled")
         self.show_state(**self.state)
@@ -242,5 +256,5 @@ def update_setup(app, model_ok: bool, embedder_ok: bool, errors: dict | None = N
         return
     if panel is None or not panel.winfo_exists():
         panel = app.first_run = FirstRunPanel(app.chat, app)
-        panel.pack(fill="x", pady=(0, 6), before=app.chat.transcript)
+        panel.pack(fill="x", pady=(0, 2), before=app.chat.transcript)
     panel.show_state(**state)
