@@ -62,6 +62,8 @@ class App:
         self._style()
         self.dispatcher = Dispatcher(self.root)
         self.model_ok: bool | None = None
+        self.embedder_ok: bool | None = None
+        self.model_manager = None
         self.viewer = None
         self.voice = None
         self.first_run: FirstRunPanel | None = None
@@ -114,6 +116,7 @@ class App:
         file_menu.add_separator()
         file_menu.add_command(label=tr("menu.quit"), command=self.close)
         model_menu = tk.Menu(menu, tearoff=False)
+        model_menu.add_command(label=tr("menu.manage_models"), command=self.open_model_manager)
         model_menu.add_command(label=tr("menu.settings"), command=self.open_settings)
         model_menu.add_command(label=tr("menu.retrain"), command=self.open_retrain)
         menu.add_cascade(label=tr("menu.file"), menu=file_menu)
@@ -196,18 +199,19 @@ class App:
 
     # -- model ---------------------------------------------------------------------------
     def check_model(self) -> None:
-        """Ask the registry (worker) whether a model is available; show the first-run panel if not."""
+        """Ask the registry (worker) whether the answering model and the embedder are on this
+        machine; the first-run panel (app/first_run.py) shows what is missing."""
+        from app.first_run import update_setup
+
+        registry = self.services.registry
+
         def on_event(kind, payload):
-            self.model_ok = bool(payload) if kind == "finished" else False
+            self.model_ok, self.embedder_ok = payload if kind == "finished" else (False, True)
             self.warm_up()
-            if self.model_ok and self.first_run is not None:
-                self.first_run.destroy()
-                self.first_run = None
-            elif not self.model_ok and self.first_run is None:
-                self.first_run = FirstRunPanel(self.right, self)
-                self.first_run.pack(fill="x", padx=6, pady=(6, 0), before=self.chat)
+            update_setup(self, self.model_ok, self.embedder_ok)
             self.refresh_status()
-        self.dispatcher.submit("available", lambda emit, cancel: self.services.registry.available(), on_event)
+        self.dispatcher.submit("available", lambda emit, cancel: (bool(registry.available()),
+                                                                  bool(registry.embedder_available())), on_event)
 
     def warm_up(self) -> None:
         """Load the embedder and (when available) the answering model on a worker now.
@@ -217,23 +221,25 @@ class App:
         says so instead of in the middle of the user's first answer.
         """
         services, load_model, reset = self.services, bool(self.model_ok), self._reset_backend
+        load_embedder = self.embedder_ok is not False   # a missing one is offered on the first-run panel
         self._reset_backend = False
         self.status_var.set(self.tr("status.loading_model"))
 
         def work(emit, cancel):
-            errors, device = [], ""
+            errors, device = {}, ""
             if reset:
                 services.answers.set_backend(None)
             try:
-                services.kb.embedder_name  # noqa: B018 - the property creates the embedder
-                getattr(getattr(services.kb, "embedder", None), "model", None)  # its weights, if lazy
-            except Exception as e:  # noqa: BLE001 - reported, the app still opens
-                errors.append(error_message(e))
+                if load_embedder:
+                    services.kb.embedder_name  # noqa: B018 - the property creates the embedder
+                    getattr(getattr(services.kb, "embedder", None), "model", None)  # its weights, if lazy
+            except Exception as e:  # noqa: BLE001 - reported on the first-run panel, the app still opens
+                errors["embedder"] = error_message(e)
             if load_model and not cancel.is_set():
                 try:
                     device = getattr(services.answers.backend(), "device", "")
                 except Exception as e:  # noqa: BLE001
-                    errors.append(error_message(e))
+                    errors["model"] = error_message(e)
             return device, errors
 
         def on_event(kind, payload):
@@ -242,13 +248,22 @@ class App:
                 self.backend_device = device or self.backend_device
                 self.refresh_status()
                 if errors:
-                    self.show_error("; ".join(errors))
+                    from app.first_run import update_setup
+
+                    log.warning("loading failed: %s", errors)
+                    update_setup(self, bool(self.model_ok), bool(self.embedder_ok), errors)
         self.dispatcher.submit("warm-up", work, on_event)
 
     def model_ready(self) -> None:
         """A model was pulled/imported/chosen: drop the loaded backend, recheck, load the new one."""
         self._reset_backend = True
         self.check_model()
+
+    def open_model_manager(self) -> None:
+        """Menu 模型 → 管理模型…: list, import, pull, use, delete, export models (app/model_manager.py)."""
+        from app.model_manager import open_model_manager
+
+        open_model_manager(self)
 
     def open_settings(self) -> None:
         from app.settings_dialog import SettingsDialog

@@ -98,6 +98,12 @@ class KnowledgeBaseService:
     def embedder_name(self) -> str:
         return self.embedder.model_name
 
+    def reload_embedder(self) -> None:
+        """Forget the loaded embedder and store: the next use builds them from settings again
+        (after the first-run panel set ``embedding_model``). Call when no ingest/search runs."""
+        with self._lock:
+            self._embedder, self._store = None, None
+
     @property
     def store(self) -> Store:
         if self._store is None:

@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from models.backend import BackendError
+from models.model_files import ModelFileError
 
 GGUF_NAME = "model.gguf"
 
@@ -40,7 +40,7 @@ def convert_gguf(path: str | Path, out: str | Path,
         on_progress: ``(done, total, message)`` after each of the 4 steps.
 
     Raises:
-        BackendError: the file cannot be read or its architecture is not supported.
+        ModelFileError (a BackendError): the file cannot be read or its architecture is not supported.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
@@ -55,8 +55,9 @@ def convert_gguf(path: str | Path, out: str | Path,
             str(path.parent), gguf_file=path.name, dtype=torch.bfloat16,
             quantization_config=GgufConfig(dequantize=True))
     except (ValueError, KeyError, OSError, RuntimeError) as e:
-        raise BackendError(f"cannot convert {path}: {e}. Use a GGUF of a transformers-supported "
-                           "architecture (e.g. Qwen2.5), or import an HF folder instead") from None
+        raise ModelFileError(f"cannot convert {path}: {e}. Use a GGUF of a transformers-supported "
+                             "architecture (e.g. Qwen2.5), or import an HF folder instead",
+                             "gguf_unsupported", path) from None
     if not tok.chat_template:
         tok.chat_template = gguf_chat_template(path) or None
     step(2, 4, f"writing safetensors to {out}")

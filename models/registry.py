@@ -23,10 +23,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from models.backend import BackendError, ChatBackend
+from models.model_files import (
+    PULL_PATTERNS,
+    ModelFileError,
+    PullError,
+    disk_size,
+    download_snapshot,
+    model_on_disk,
+)
+
+__all__ = ["DEFAULT_MODEL", "PULL_PATTERNS", "ModelEntry", "ModelFileError", "ModelInfo", "ModelRegistry",
+           "PullError"]
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
-#: Files fetched by ``pull``: weights (safetensors only), configs, tokenizer files.
-PULL_PATTERNS = ["*.safetensors", "*.json", "*.txt", "*.model", "*.tiktoken", "merges.txt", "vocab.*"]
 
 Progress = Callable[[float, float, str], None]
 
@@ -42,6 +51,19 @@ class ModelEntry:
     base: str = ""                 # the model a trained entry started from
     created: str = ""              # ISO 8601 UTC
     metrics: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModelInfo:
+    """One row of the model manager (:meth:`ModelRegistry.inventory`)."""
+
+    name: str
+    kind: str                      # hf (HF folder or hub id) | gguf (imported .gguf) | ollama | adapter
+    size_bytes: int | None         # bytes on disk; None = not on this machine
+    active: bool                   # the answering model now
+    deletable: bool                # False for the active model and the built-in default
+    path: str                      # folder, hub id, or the Ollama host
+    owned: bool = False            # files live in models/ and go with delete
 
 
 def _now() -> str:
@@ -61,13 +83,16 @@ def is_adapter(folder: str | Path) -> bool:
 def check_hf_folder(folder: Path) -> None:
     """Raise BackendError unless ``folder`` holds config.json, safetensors weights and a tokenizer."""
     if not (folder / "config.json").is_file():
-        raise BackendError(f"{folder} has no config.json: pick a Hugging Face model folder or a .gguf file")
+        raise ModelFileError(f"{folder} has no config.json: pick a Hugging Face model folder or a .gguf file",
+                             "not_model", folder)
     if not any(folder.glob("*.safetensors")):
         hint = " (it has only .bin weights; re-save with save_pretrained(safe_serialization=True))" \
             if any(folder.glob("*.bin")) else ""
-        raise BackendError(f"{folder} has no *.safetensors weights{hint}; TQT-s loads safetensors only")
+        raise ModelFileError(f"{folder} has no *.safetensors weights{hint}; TQT-s loads safetensors only",
+                             "no_safetensors", folder)
     if not any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
-        raise BackendError(f"{folder} has no tokenizer files (tokenizer.json / tokenizer_config.json)")
+        raise ModelFileError(f"{folder} has no tokenizer files (tokenizer.json / tokenizer_config.json)",
+                             "no_tokenizer", folder)
 
 
 class ModelRegistry:
@@ -208,18 +233,19 @@ class ModelRegistry:
         """
         p = Path(path).expanduser().resolve()
         if not p.exists():
-            raise BackendError(f"{p} does not exist: give an HF model folder or a .gguf file")
+            raise ModelFileError(f"{p} does not exist: give an HF model folder or a .gguf file", "missing", p)
         name = slug(name or (p.stem if p.is_file() else p.name))
         with self._lock:
             for e in self._read():
                 if e.name == name and e.kind in ("imported", "pulled", "trained"):
-                    raise BackendError(f"a model named {name!r} exists ({e.path}); pick another --name")
+                    raise ModelFileError(f"a model named {name!r} exists ({e.path}); pick another --name",
+                                         "name_taken", name)
             if p.is_file() and p.suffix.lower() == ".gguf":
                 return self._adopt_if_none(self._import_gguf(p, name, on_progress))
             if p.is_dir():
                 check_hf_folder(p)
                 return self._adopt_if_none(self._add(ModelEntry(name, "imported", str(p), created=_now())))
-        raise BackendError(f"{p} is neither a model folder nor a .gguf file")
+        raise ModelFileError(f"{p} is neither a model folder nor a .gguf file", "not_model", p)
 
     def _adopt_if_none(self, entry: ModelEntry) -> ModelEntry:
         """Make ``entry`` the answering model when the active one is not on this machine."""
@@ -233,7 +259,7 @@ class ModelRegistry:
         dest = self.settings.models_dir / name
         partial = self.settings.models_dir / f".{name}.partial"
         if dest.exists():
-            raise BackendError(f"{dest} already exists; pick another --name or delete that folder")
+            raise ModelFileError(f"{dest} already exists; pick another --name or delete that folder", "name_taken", name)
         import shutil
 
         shutil.rmtree(partial, ignore_errors=True)
@@ -246,31 +272,21 @@ class ModelRegistry:
         return self._add(ModelEntry(name, "imported", str(dest), base=str(p), created=_now()))
 
     def pull(self, repo_id: str, source: str = "hf", name: str | None = None,
-             on_progress: Progress | None = None, tqdm_class=None) -> ModelEntry:
+             on_progress: Progress | None = None, tqdm_class=None, cancel=None) -> ModelEntry:
         """Download a model into ``models/<name>/`` from Hugging Face or ModelScope.
 
+        Args:
+            on_progress: ``(bytes done, bytes total, message)`` as the download goes (Hugging Face).
+            cancel: a ``threading.Event``; set it to stop the download (a new folder is removed).
+
         Raises:
-            BackendError: offline / unknown repo / modelscope not installed (says what to do).
+            PullError: offline / unknown repo / modelscope not installed / cancelled (``reason``
+                says which; the message says what to do).
         """
         name = slug(name or repo_id.split("/")[-1])
         dest = self.settings.models_dir / name
         (on_progress or (lambda *_: None))(0, 1, f"downloading {repo_id} from {source} into {dest}")
-        try:
-            if source == "modelscope":
-                _modelscope_download(repo_id, dest)
-            else:
-                from huggingface_hub import snapshot_download
-
-                snapshot_download(repo_id, local_dir=dest, allow_patterns=PULL_PATTERNS, tqdm_class=tqdm_class)
-            check_hf_folder(dest)
-        except BackendError:
-            raise
-        except Exception as e:  # noqa: BLE001 - network/hub errors of many types
-            where = "ModelScope" if source == "modelscope" else "Hugging Face"
-            raise BackendError(
-                f"could not download {repo_id!r} from {where} ({type(e).__name__}: {str(e)[:200]}). "
-                "Check the network connection (and HF_HUB_OFFLINE), or import a model you already have: "
-                "`python main.py models import FOLDER_OR_GGUF`") from None
+        download_snapshot(repo_id, dest, source, on_progress, cancel, tqdm_class)
         (on_progress or (lambda *_: None))(1, 1, "done")
         return self._adopt_if_none(self._add(ModelEntry(name, "pulled", str(dest), base=repo_id, created=_now())))
 
@@ -319,6 +335,115 @@ class ModelRegistry:
                                metrics=dict(metrics or {}))
         return self._add(entry)
 
+    # -- model manager (app/model_manager.py) --------------------------------------------
+    def inventory(self) -> list[ModelInfo]:
+        """Every model with its kind, size on disk and whether it is active (walks folders:
+        call from a worker thread). With ``backend: ollama`` the Ollama model is listed first."""
+        active = self.active()
+        ollama = self.settings.backend == "ollama"
+        rows = []
+        if ollama:
+            rows.append(ModelInfo(self.settings.ollama_model, "ollama", None, True, False,
+                                  self.settings.ollama_host, False))
+        for e in self.list():
+            is_active = not ollama and active is not None and e.name == active.name
+            owned = _inside(e.path, self.settings.models_dir)
+            rows.append(ModelInfo(e.name, model_kind(e), disk_size(e.adapter or e.path), is_active,
+                                  not is_active and e.kind != "base", e.path, owned))
+        if not ollama and active is not None and active.name not in {r.name for r in rows}:
+            rows.append(ModelInfo(active.name, model_kind(active), disk_size(active.adapter or active.path),
+                                  True, False, active.path, False))
+        return rows
+
+    def switch_to(self, name: str) -> ModelEntry | None:
+        """The manager's *Use*: make ``name`` the answering model (Ollama rows switch the backend
+        to Ollama; any other row switches an Ollama setup back to the default backend).
+
+        Returns:
+            the entry now active (None for an Ollama model).
+
+        Raises:
+            KeyError / BackendError: as :meth:`use`.
+        """
+        if name == self.settings.ollama_model and self.settings.backend == "ollama":
+            return None
+        entry = self.use(name, adapter=None)
+        if self.settings.backend == "ollama":
+            from settings import DEFAULTS
+
+            self.settings.update({"backend": DEFAULTS["backend"]})
+        return entry
+
+    def delete(self, name: str) -> ModelInfo:
+        """Unregister ``name``; delete its files when they live in ``models/`` (pulled models,
+        converted GGUFs). A referenced folder (imported HF folder, trained run) stays on disk.
+
+        Raises:
+            BackendError: ``name`` is the active model or the built-in default (cannot be deleted).
+            KeyError: no such model.
+        """
+        import shutil
+
+        with self._lock:
+            info = next((r for r in self.inventory() if r.name == name), None)
+            if info is None:
+                raise KeyError(f"no model named {name!r}")
+            if info.active:
+                raise BackendError(f"{name} is the answering model: use another model first, then delete it")
+            if not info.deletable:
+                raise BackendError(f"{name} is the built-in default and is not stored by TQT-s")
+            self._write([e for e in self._read() if e.name != name])
+            if info.owned:
+                shutil.rmtree(info.path, ignore_errors=True)
+        return info
+
+    def export_ollama(self, name: str, out: str | Path | None = None) -> tuple[str, bool, Path]:
+        """Export ``name`` (adapter merged) as safetensors + Modelfile and create it in Ollama.
+
+        Returns:
+            (Ollama model name, created in a running Ollama?, output folder).
+
+        Raises:
+            BackendError: the model cannot be loaded (says why).
+        """
+        from models.ollama_backend import export_model
+
+        path, adapter = self.resolve(name)
+        out = Path(out) if out else self.settings.home / "exports" / slug(Path(name).name)
+        tag, created = export_model(path, adapter, out, self.settings, name=Path(name).name)
+        return tag, created, out
+
+    def embedder_available(self) -> bool:
+        """Is ``settings.embedding_model`` on this machine (a folder, or in the Hugging Face cache)?
+        Checks files only; loading may still fail (the app reports that separately)."""
+        return model_on_disk(self.settings.embedding_model)
+
+    def pull_embedder(self, repo_id: str, source: str = "hf", on_progress: Progress | None = None,
+                      cancel=None) -> Path:
+        """Download an embedding model into ``<data dir>/embedders/<name>/`` and set
+        ``embedding_model`` to that folder.
+
+        Raises:
+            PullError: as :meth:`pull`.
+        """
+        dest = self.settings.subdir("embedders") / slug(repo_id.split("/")[-1])
+        download_snapshot(repo_id, dest, source, on_progress, cancel)
+        self.settings.update({"embedding_model": str(dest)})
+        return dest
+
+    def use_embedder(self, folder: str | Path) -> Path:
+        """Set ``embedding_model`` to a local sentence-transformers / HF folder.
+
+        Raises:
+            BackendError: the folder holds no model (no config.json / modules.json).
+        """
+        p = Path(folder).expanduser().resolve()
+        if not ((p / "config.json").is_file() or (p / "modules.json").is_file()):
+            raise ModelFileError(f"{p} holds no embedding model (no config.json or modules.json): "
+                                 "pick a sentence-transformers folder such as multilingual-e5-small", "not_embedder", p)
+        self.settings.update({"embedding_model": str(p)})
+        return p
+
     # -- backends ----------------------------------------------------------------------
     def load_backend(self, name: str | None = None) -> ChatBackend:
         """Load the chat backend for ``name`` (default: active model) per ``settings.backend``.
@@ -348,10 +473,17 @@ class ModelRegistry:
         return TransformersBackend(path, self.settings, adapter=adapter, name=label)
 
 
-def _modelscope_download(repo_id: str, dest: Path) -> None:
+def model_kind(entry: ModelEntry) -> str:
+    """The manager's kind of an entry: adapter (trained LoRA), gguf (imported from a .gguf) or hf."""
+    if entry.adapter:
+        return "adapter"
+    if entry.base.lower().endswith(".gguf"):
+        return "gguf"
+    return "hf"
+
+
+def _inside(path: str, folder: Path) -> bool:
     try:
-        from modelscope import snapshot_download
-    except ImportError:
-        raise BackendError("ModelScope support needs the modelscope package: `pip install modelscope`, "
-                           "or use --source hf, or import a folder / GGUF") from None
-    snapshot_download(repo_id, local_dir=str(dest), allow_patterns=PULL_PATTERNS)
+        return Path(path).resolve().is_relative_to(folder.resolve()) and Path(path).resolve() != folder.resolve()
+    except (OSError, ValueError):
+        return False

@@ -75,6 +75,9 @@ class FakeKB:
                     hits.append(Hit(len(hits) + 1, 1.0, src, p, text))
         return hits[: k or 5]
 
+    def reload_embedder(self):
+        self.reloads = getattr(self, "reloads", 0) + 1
+
     def is_relevant(self, hits):
         return bool(hits)
 
@@ -105,6 +108,15 @@ class FakeRegistry:
 
     def available(self):
         return self._available
+
+    embedder_ok = True  # set False: the embedder is not on this machine (first-run panel)
+
+    def embedder_available(self):
+        return self.embedder_ok
+
+    def use_embedder(self, folder):
+        self.embedder_ok = True
+        return Path(folder)
 
     def list(self):
         return []
