@@ -190,7 +190,7 @@ class ChatPanel(ttk.Frame):
         self.job = None
         self.stop_button.configure(state="disabled")
         self.set_stage("")
-        self.app.status_var.set(self.tr("chat.cancelled_switch"))
+        self.app.flash(self.tr("chat.cancelled_switch"))
 
     def _on_event(self, t: int, kind: str, payload) -> None:
         tx = self.transcript
@@ -260,6 +260,7 @@ class ChatPanel(ttk.Frame):
                                          tps=float(tm.get("tok_per_s", 0) or 0)))
         self.app.on_answer(result)
         self.app.chats.touched(self.app.kb_name, self.conversation, self.questions.get(t, ""))
+        self.app.chats_pane.refresh(self.app.kb_name, self.conversation)
 
     def _on_passages(self, t: int, kind: str, payload) -> None:
         self.set_stage("")
