@@ -162,7 +162,7 @@ class ChatPanel(ttk.Frame):
 
         def work(emit, cancel):
             answered = False
-            for event in answers.ask(question, kb, cancel=cancel, conversation=conv,
+            for event in answers.ask(question, kb, cancel=cancel, chat_id=conv,
                                      on_stage=lambda name, data=None: emit("stage", (name, data))):
                 emit("event", event)
                 answered = answered or event.kind == "answer"
@@ -312,7 +312,7 @@ class ChatPanel(ttk.Frame):
             elif kind == "failed":
                 self.app.show_error(payload)
         self.app.dispatcher.submit("export", lambda emit, cancel:
-                                   self.app.services.answers.export_markdown(kb, path, conversation=conv), on_event)
+                                   self.app.services.answers.export_markdown(kb, path, chat_id=conv), on_event)
 
     def clear_history(self) -> None:
         """Forget the current conversation (asks first)."""
@@ -325,7 +325,7 @@ class ChatPanel(ttk.Frame):
         self.questions.clear()
         self.welcome.show(kb)
         self.app.dispatcher.submit("clear", lambda emit, cancel: self.app.services.answers.clear_history(
-            kb, conversation=conv), lambda kind, payload: kind == "failed" and self.app.show_error(payload))
+            kb, chat_id=conv), lambda kind, payload: kind == "failed" and self.app.show_error(payload))
 
     def load_history(self, kb: str, conversation: str = "") -> None:
         """Show the saved conversation ``conversation`` of ``kb`` (read on a worker)."""
@@ -350,7 +350,7 @@ class ChatPanel(ttk.Frame):
             elif kind == "failed":
                 log.warning("history of %s: %s", kb, payload)
         self.app.dispatcher.submit("history", lambda emit, cancel: self.app.services.answers.history(
-            kb, conversation=conversation), on_event)
+            kb, chat_id=conversation), on_event)
 
     def _render_record(self, r: dict) -> None:
         """One saved turn: ``{"question", "answer", "reasoning"?, "sources"?, "refused"?,

@@ -154,4 +154,4 @@ class ChatsPane(ttk.Frame):
                 self.app.select_chat(self.app.chats.list(kb)[0]["id"], reload=True)
         self.app.chat.cancel_for_switch()
         self.app.dispatcher.submit("chat-delete", lambda emit, cancel: answers.clear_history(
-            kb, conversation=chat_id), on_event)
+            kb, chat_id=chat_id), on_event)

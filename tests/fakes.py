@@ -150,12 +150,12 @@ class FakeAnswers:
         pass
 
     def ask(self, question, kb=None, *, think=None, cancel=None, use_history=True, chat=False, on_stage=None,
-            conversation=""):
+            chat_id=""):
         from models.conversation import refusal_text
 
         stage = on_stage or (lambda name, data=None: None)
         sources = self.passages(question, kb)
-        key = (kb or self.kb.settings.default_kb, conversation)
+        key = (kb or self.kb.settings.default_kb, chat_id)
         if not sources:
             text = refusal_text("", self.kb.settings.ui_language, key[0])
             yield AnswerEvent("sources", data=[])
@@ -187,14 +187,14 @@ class FakeAnswers:
                                              "cited_inferred": self.cited_inferred})
         yield AnswerEvent("done", data=result)
 
-    def history(self, kb=None, conversation=""):
-        return list(self.rows.get((kb or self.kb.settings.default_kb, conversation), []))
+    def history(self, kb=None, chat_id=""):
+        return list(self.rows.get((kb or self.kb.settings.default_kb, chat_id), []))
 
-    def clear_history(self, kb=None, conversation=""):
-        self.rows.pop((kb or self.kb.settings.default_kb, conversation), None)
+    def clear_history(self, kb=None, chat_id=""):
+        self.rows.pop((kb or self.kb.settings.default_kb, chat_id), None)
 
-    def export_markdown(self, kb, path, conversation=""):
-        rows = self.history(kb, conversation)
+    def export_markdown(self, kb, path, chat_id=""):
+        rows = self.history(kb, chat_id)
         Path(path).write_text("\n".join(f"## {r['question']}\n\n{r['answer']}" for r in rows), encoding="utf-8")
         return Path(path)
 

@@ -68,7 +68,7 @@ def test_several_chats_per_knowledge_base(app):
     assert chat.welcome.questions[0] == "「第一章 总纲」讲了什么？"
     chat.welcome.buttons[1].invoke()
     assert pump(app.root, lambda: not chat.busy and chat.transcript.turn_count() == 1)
-    assert app.services.answers.history(app.kb_name, conversation=second)[0]["question"] == "「第二章 公民」讲了什么？"
+    assert app.services.answers.history(app.kb_name, chat_id=second)[0]["question"] == "「第二章 公民」讲了什么？"
     assert pane.listbox.get(0, "end") == ("宪法", "「第二章 公民」讲了什么？")   # titled by their first question
     pane.rename("公民权利")
     assert pane.listbox.get(1) == "公民权利"
@@ -80,7 +80,7 @@ def test_several_chats_per_knowledge_base(app):
     pane.delete(confirm=False)
     assert pump(app.root, lambda: chat.conversation == first and not app.dispatcher.jobs)
     assert pane.listbox.get(0, "end") == ("宪法",)
-    assert app.services.answers.history(app.kb_name, conversation=second) == []
+    assert app.services.answers.history(app.kb_name, chat_id=second) == []
 
 
 def test_regenerate_and_copy_any_answer(app):
