@@ -13,6 +13,7 @@ from tkinter import filedialog, messagebox, ttk
 
 from app.chats import ChatsPane
 from app.dialogs import ask_string
+from app.layout import wrap_row
 
 STATUS_TAGS = {"added": "ok", "updated": "ok", "skipped": "skip", "failed": "fail"}
 
@@ -58,11 +59,10 @@ class KBPanel(ttk.Frame):
     def _build_docs(self) -> None:
         tr = self.tr
         row = ttk.Frame(self)
-        row.pack(side="bottom", fill="x", pady=4)
-        for key, cmd in (("kb.add_files", self.add_files), ("kb.add_folder", self.add_folder),
-                         ("kb.remove", self.remove_selected), ("kb.reingest", self.reingest_selected),
-                         ("kb.open", self.open_selected)):
-            ttk.Button(row, text=tr(key), command=cmd, style="Compact.TButton").pack(side="left", padx=(0, 3))
+        row.pack(side="bottom", fill="x", pady=(6, 0))
+        wrap_row(row, [ttk.Button(row, text=tr(key), command=cmd, style="Compact.TButton") for key, cmd in (
+            ("kb.add_files", self.add_files), ("kb.add_folder", self.add_folder), ("kb.remove", self.remove_selected),
+            ("kb.reingest", self.reingest_selected), ("kb.open", self.open_selected))])   # wraps when narrow
         frame = ttk.Frame(self)
         frame.pack(fill="both", expand=True)
         cols = ("name", "pages", "chunks", "status")

@@ -51,14 +51,22 @@ def _controls(app) -> dict:
                   for b in row.winfo_children() if b.winfo_class() == "TButton"]
     assert len(kb_buttons) >= 8, "the kb panel's buttons were not found"
     named.update({f"kb button {i}": b for i, b in enumerate(kb_buttons)})
+    named.update({f"chats button {i}": b for i, b in enumerate(app.chats_pane.buttons)})
+    named.update({"chat list": app.chats_pane.listbox, "stage line": chat.stage_row})
+    named.update({f"toolbar {i}": b for i, b in enumerate(app.toolbar)})
     return named
 
 
-@pytest.mark.parametrize("available", [True, False], ids=["model", "first-run"])
-def test_every_control_on_screen(make_app, available):
+@pytest.mark.parametrize("available,lang", [(True, "zh"), (False, "zh"), (True, "en"), (False, "en")],
+                         ids=["model-zh", "first-run-zh", "model-en", "first-run-en"])
+def test_every_control_on_screen(make_app, settings, available, lang):
     from app.main import MIN_SIZE
 
+    settings.set("ui_language", lang, persist=False)
     app = make_app(available=available)
+    from tests.fakes import pump
+
+    assert pump(app.root, lambda: app.model_ok is not None and (available or app.first_run is not None))
     for width, height in [*SIZES, MIN_SIZE]:
         app.root.geometry(f"{width}x{height}")
         controls = _controls(app)
