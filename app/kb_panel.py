@@ -90,6 +90,7 @@ class KBPanel(ttk.Frame):
         row.pack(side="bottom", fill="x")
         self.progress_label = ttk.Label(row, text=self.tr("kb.drop_hint"), style="Muted.TLabel", wraplength=320)
         self.progress_label.pack(side="left", fill="x", expand=True)
+        row.bind("<Configure>", lambda e: self.progress_label.configure(wraplength=max(120, e.width - 100)), add="+")
         self.stop_button = ttk.Button(row, text=self.tr("kb.stop_ingest"), command=self.stop_ingest,
                                       state="disabled")
         self.stop_button.pack(side="right")
