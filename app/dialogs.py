@@ -64,6 +64,27 @@ def ask_string(parent, tr, title: str, prompt: str, initial: str = "") -> str | 
     return result[0] or None
 
 
+class Tooltip:
+    """A small borderless window with one line of text near the pointer; ``show("")`` hides it."""
+
+    def __init__(self, widget) -> None:
+        self.widget, self.text, self.top = widget, "", None
+        widget.bind("<Leave>", lambda e: self.show(""), add="+")
+
+    def show(self, text: str, x: int = 0, y: int = 0) -> None:
+        if text == self.text and (self.top is not None or not text):
+            return
+        self.text = text
+        if self.top is not None:
+            self.top.destroy()
+            self.top = None
+        if text:
+            self.top = tk.Toplevel(self.widget)
+            self.top.wm_overrideredirect(True)
+            self.top.wm_geometry(f"+{x}+{y}")
+            ttk.Label(self.top, text=text, padding=(6, 3), relief="solid", borderwidth=1).pack()
+
+
 class AboutDialog(tk.Toplevel):
     """Help → About: version, data dir, model, Python/Tk, and the licences of what ships with us."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from tkinter import filedialog, messagebox, ttk
 
 from app.chats import ChatsPane
-from app.dialogs import ask_string
+from app.dialogs import Tooltip, ask_string
 from app.layout import wrap_row
 
 STATUS_TAGS = {"added": "ok", "updated": "ok", "skipped": "skip", "failed": "fail"}
@@ -63,6 +63,13 @@ class KBPanel(ttk.Frame):
         wrap_row(row, [ttk.Button(row, text=tr(key), command=cmd, style="Compact.TButton") for key, cmd in (
             ("kb.add_files", self.add_files), ("kb.add_folder", self.add_folder), ("kb.remove", self.remove_selected),
             ("kb.reingest", self.reingest_selected), ("kb.open", self.open_selected))])   # wraps when narrow
+        find = ttk.Frame(self)
+        find.pack(fill="x", pady=(0, 4))
+        ttk.Label(find, text=tr("kb.filter"), style="Muted.TLabel").pack(side="left", padx=(0, 6))
+        self.filter_var = tk.StringVar(self)
+        self.filter_entry = ttk.Entry(find, textvariable=self.filter_var, width=10)
+        self.filter_entry.pack(side="left", fill="x", expand=True)
+        self.filter_var.trace_add("write", lambda *_: self._fill_tree(list(getattr(self, "docs", {}).values())))
         frame = ttk.Frame(self)
         frame.pack(fill="both", expand=True)
         cols = ("name", "pages", "chunks", "status")
@@ -77,13 +84,15 @@ class KBPanel(ttk.Frame):
             self.tree.column(col, width=max(width, need), minwidth=need, anchor=anchor,
                              stretch=col in ("name", "status"))
         self.tree.bind("<Double-1>", lambda e: self.open_selected())
+        self.tip = Tooltip(self.tree)
+        self.tree.bind("<Motion>", self._hover, add="+")
         sb = ttk.Scrollbar(frame, orient="vertical", command=self.tree.yview)
         self.tree.configure(yscrollcommand=sb.set)
         self.tree.pack(side="left", fill="both", expand=True)
         sb.pack(side="left", fill="y")
 
     def _build_ingest(self) -> None:
-        self.results = tk.Text(self, height=5, width=30, wrap="none", state="disabled", relief="flat",
+        self.results = tk.Text(self, height=3, width=30, wrap="none", state="disabled", relief="flat",
                                font="TkDefaultFont", padx=6, pady=4)
         self.results.pack(side="bottom", fill="x", pady=(6, 0))
         self.drop_zone = row = ttk.Frame(self, padding=(6, 4))
@@ -228,10 +237,19 @@ class KBPanel(ttk.Frame):
                 self.app.show_error(payload)
         self.app.dispatcher.submit("docs", lambda emit, cancel: self.app.services.kb.documents(kb), on_event)
 
+    def _hover(self, event) -> None:
+        """The full path of the document under the pointer in a tooltip (names are cut in the column)."""
+        row = self.tree.identify_row(event.y)
+        self.tip.show(row if row else "", event.x_root + 12, event.y_root + 16)
+
     def _fill_tree(self, docs) -> None:
+        """Show ``docs`` (those whose name holds the filter text) and the files that failed."""
         self.tree.delete(*self.tree.get_children())
         self.docs = {d.source: d for d in docs}
+        needle = self.filter_var.get().strip().lower()
         for d in docs:
+            if needle and needle not in (d.name or Path(d.source).name).lower():
+                continue
             status = self.tr("kb.status_ocr", n=d.ocr_pages) if d.ocr_pages else self.tr("kb.status_ok")
             self.tree.insert("", "end", iid=d.source, values=(d.name or Path(d.source).name, d.pages,
                                                               d.chunks, status))

@@ -173,3 +173,29 @@ def test_switching_kb_clears_results_and_says_an_answer_stopped(app, tmp_path):
     assert app.status_var.get() == "已切换知识库，正在生成的回答已停止"
     pump(app.root, lambda: not app.dispatcher.jobs)
     assert app.status_var.get() == "已切换知识库，正在生成的回答已停止"   # not overwritten by the status line
+
+
+def test_document_filter_and_full_name_tooltip(app, tmp_path):
+    from tests.fakes import pump
+
+    kb = app.kb_panel
+    other = make_pdf(tmp_path / "a much longer document name that the column cuts off.pdf", ["x"])
+    kb.ingest([str(other)])
+    assert pump(app.root, lambda: kb.ingest_job is None and kb.tree.exists(str(other)))
+    assert len(kb.tree.get_children()) == 2
+    kb.filter_var.set("LONGER")
+    assert kb.tree.get_children() == (str(other),)
+    kb.filter_var.set("")
+    assert len(kb.tree.get_children()) == 2
+    app.root.update()
+    x, y, _w, h = kb.tree.bbox(str(other))
+    kb.tree.event_generate("<Motion>", x=x + 5, y=y + h // 2)
+    assert kb.tip.text == str(other) and kb.tip.top is not None
+    kb.tree.event_generate("<Leave>")
+    assert kb.tip.top is None
+
+
+def test_stop_speaking_only_while_speaking(app):
+    if app.voice is None:
+        pytest.skip("voice controls unavailable here")
+    assert str(app.voice.stop_button["state"]) == "disabled"
