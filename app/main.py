@@ -290,6 +290,8 @@ class App:
         services, load_model, reset = self.services, bool(self.model_ok), self._reset_backend
         self._reset_backend = False
         self.status_var.set(self.tr("status.loading_model"))
+        if load_model and not self.chat.busy:   # the first load takes a while: say so where the answer comes
+            self.chat.set_stage("loading")
 
         def work(emit, cancel):
             errors, device = [], ""
@@ -308,6 +310,8 @@ class App:
             return device, errors
 
         def on_event(kind, payload):
+            if not self.chat.busy:
+                self.chat.set_stage("")
             if kind == "finished":
                 device, errors = payload
                 self.backend_device = device or self.backend_device

@@ -126,7 +126,7 @@ class VoiceControls(ttk.Frame):
                                            variable=self.speak_var, command=self._on_speak_toggled)
         self.speak_check.grid(row=1, column=0, columnspan=2, sticky="w", pady=(2, 0))
         self.status_var = tk.StringVar(self, value="")
-        self.status = ttk.Label(self, textvariable=self.status_var, wraplength=220, foreground="#555")
+        self.status = ttk.Label(self, textvariable=self.status_var, wraplength=220, style="Muted.TLabel")
         self.status.grid(row=2, column=0, columnspan=2, sticky="w")
         self.tooltip = _Tooltip(self.talk_button)
         self._status_tip = _Tooltip(self.status)
