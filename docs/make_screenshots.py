@@ -1,5 +1,6 @@
-"""Make the README's screenshots: the main window, a cited answer and the Retrain dialog, in the
-light and the dark theme, at 1366x768 (docs/screenshots/*.png).
+"""Make the README's screenshots: the main window, an answer being written (sources found, stage
+line), a cited answer and the Retrain dialog, in the light and the dark theme, at 1366x768
+(docs/screenshots/*.png).
 
 The app runs on the same fakes the GUI tests use (tests/fakes.py: an in-memory knowledge base,
 a scripted answer with a checked citation) and the Retrain dialog follows tests/fake_trainer.py,
@@ -145,6 +146,16 @@ def scene(theme: str, lang: str, out: Path, home: Path) -> list[Path]:
         app.chats_pane.new()
         assert pump(app.root, lambda: len(app.chat.welcome.buttons) >= 2 and not app.dispatcher.jobs)
         shots.append(grab(app.root, out / f"main-{theme}.png"))
+
+        answers.delay = 0.3                      # mid-answer: the sources found, the stage line, the busy bar
+        app.chat.ask(question)
+        assert pump(app.root, lambda: len(app.chat.transcript.answers.get(app.chat.turn, "")) >= 6)
+        shots.append(grab(app.root, out / f"answering-{theme}.png"))
+        app.chat.stop()
+        assert pump(app.root, lambda: not app.chat.busy)
+        app.select_chat(app.chats_pane.new())   # a clean chat for the finished answer
+        assert pump(app.root, lambda: not app.dispatcher.jobs)
+        answers.delay = 0.0
 
         answers.citations = [Citation(n=1, verified=True, source=str(pdf), page=2, quote=quote)]
         app.chat.ask(question)
