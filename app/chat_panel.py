@@ -354,7 +354,8 @@ class ChatPanel(ttk.Frame):
 
     def _render_record(self, r: dict) -> None:
         """One saved turn: ``{"question", "answer", "reasoning"?, "sources"?, "refused"?,
-        "cited_inferred"?, "error"?}``: the refusal mark and the notes come back as shown live."""
+        "cited_inferred"?, "citations"?}``: the refusal mark, the supporting sentences and the
+        notes come back as they were shown live."""
         from types import SimpleNamespace
 
         question = r.get("question") or (r.get("content") if r.get("role") == "user" else None)
@@ -374,6 +375,10 @@ class ChatPanel(ttk.Frame):
             self.transcript.add_answer(t, "ⓘ " + answer, "refusal")
         else:
             self.transcript.add_answer(t, answer, "answer")
+        self.transcript.set_citations(t, [SimpleNamespace(
+            n=c.get("n"), verified=bool(c.get("verified")), source=c.get("source", ""), page=c.get("page"),
+            quote=c.get("quote", ""), moved_from=c.get("moved_from")) for c in r.get("citations") or []
+            if isinstance(c, dict) and c.get("n") is not None])   # the supporting sentences come back too
         note = self.tr("chat.cited_inferred") if r.get("cited_inferred") and not refused else ""
         self.transcript.finish_turn(t, refused=refused, note=note)
         self.last_answer = answer

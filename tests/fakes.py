@@ -184,7 +184,8 @@ class FakeAnswers:
                               cited_inferred=self.cited_inferred, citations=list(self.citations))
         self.rows.setdefault(key, []).append({"question": question, "answer": answer, "reasoning": "先想一想",
                                              "sources": [s.__dict__ for s in sources], "refused": False,
-                                             "cited_inferred": self.cited_inferred})
+                                             "cited_inferred": self.cited_inferred,
+                                             "citations": [c.to_json() for c in self.citations]})
         yield AnswerEvent("done", data=result)
 
     def history(self, kb=None, chat_id=""):

@@ -199,3 +199,25 @@ def test_stop_speaking_only_while_speaking(app):
     if app.voice is None:
         pytest.skip("voice controls unavailable here")
     assert str(app.voice.stop_button["state"]) == "disabled"
+
+
+def test_reloaded_chat_keeps_marks_notes_and_supporting_sentences(app):
+    from models.citations import Citation
+    from tests.fakes import pump
+
+    answers = app.services.answers
+    answers.citations = [Citation(n=1, verified=True, source="/x/宪法.pdf", page=2, quote="国家机构实行民主集中制")]
+    answers.cited_inferred = True
+    app.chat.ask("宪法")
+    assert pump(app.root, lambda: not app.chat.busy)
+    answers.citations, answers.cited_inferred = [], False
+    app.chat.ask("没有的东西")
+    assert pump(app.root, lambda: not app.chat.busy)
+    live = app.chat.transcript.text.get("1.0", "end")
+    app.select_chat(app.chat.conversation, reload=True)
+    assert pump(app.root, lambda: app.chat.transcript.turn_count() == 2 and not app.dispatcher.jobs)
+    tx = app.chat.transcript
+    again = tx.text.get("1.0", "end")
+    for part in ("“国家机构实行民主集中制”", app.tr("chat.cited_inferred"), "ⓘ 在知识库「default」中没有找到相关内容。"):
+        assert part in live and part in again
+    assert tx.text.tag_ranges("refusal")
