@@ -221,3 +221,16 @@ def test_reloaded_chat_keeps_marks_notes_and_supporting_sentences(app):
     for part in ("“国家机构实行民主集中制”", app.tr("chat.cited_inferred"), "ⓘ 在知识库「default」中没有找到相关内容。"):
         assert part in live and part in again
     assert tx.text.tag_ranges("refusal")
+
+
+def test_auto_theme_follows_the_system_where_readable(monkeypatch):
+    import darkdetect
+
+    from app import theme
+
+    monkeypatch.setattr(darkdetect, "theme", lambda: "Dark")
+    assert theme.resolve("auto") == "dark" and theme.resolve("light") == "light"
+    monkeypatch.setattr(darkdetect, "theme", lambda: None)        # a desktop it cannot read
+    assert theme.resolve("auto") == "light"
+    monkeypatch.setattr(darkdetect, "theme", lambda: (_ for _ in ()).throw(OSError("no dbus")))
+    assert theme.resolve("auto") == "light"
