@@ -85,7 +85,7 @@ class ChatPanel(ttk.Frame):
             b = ttk.Button(tools, text=tr(key), command=cmd)
             b.pack(side="left", padx=(0, 4))
             self.tool_buttons.append(b)
-        self.info = ttk.Label(tools, text="", style="Muted.TLabel")
+        self.info = ttk.Label(self.stage_row, text="", style="Muted.TLabel")   # timing, copied, exported…
         self.info.pack(side="right")
 
     # -- voice hooks ---------------------------------------------------------------------

@@ -45,8 +45,7 @@ def _controls(app) -> dict:
              "transcript": chat.transcript, "status bar": app.status, "document list": kb.tree,
              "kb choice": kb.kb_box, "ingest stop": kb.stop_button, "ingest results": kb.results,
              "ingest progress": kb.progress}
-    named.update({f"chat tool {i}": b for i, b in enumerate(chat.info.master.winfo_children())
-                  if b.winfo_class() == "TButton"})
+    named.update({f"chat tool {i}": b for i, b in enumerate(chat.tool_buttons)})
     kb_buttons = [b for row in kb.winfo_children() if row.winfo_class() == "TFrame"
                   for b in row.winfo_children() if b.winfo_class() == "TButton"]
     assert len(kb_buttons) >= 8, "the kb panel's buttons were not found"
