@@ -65,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "extractive_fallback": True,       # answer unsupported by every passage -> the best passage sentence, quoted
     # app
     "ui_language": "zh",               # zh | en
+    "theme": "auto",                   # auto (follow the system where it can be read, else light) | light | dark
     # voice
     "stt_engine": "vosk",              # vosk | whisper
     "stt_model": "",                   # folder of the vosk / faster-whisper model

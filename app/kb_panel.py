@@ -9,7 +9,11 @@ from __future__ import annotations
 import os
 import tkinter as tk
 from pathlib import Path
-from tkinter import filedialog, messagebox, simpledialog, ttk
+from tkinter import filedialog, messagebox, ttk
+
+from app.chats import ChatsPane
+from app.dialogs import Tooltip, ask_string
+from app.layout import wrap_row
 
 STATUS_TAGS = {"added": "ok", "updated": "ok", "skipped": "skip", "failed": "fail"}
 
@@ -31,62 +35,111 @@ class KBPanel(ttk.Frame):
         self.pending: list[str] = []
         self.ingest_job = None
         self.checked: set[str] = set()             # knowledge bases checked since the app opened
+        self.dropping = False                      # files are being dragged over the window
         self._build_kb_row()
+        self.chats_pane = ChatsPane(self, app)
+        self.chats_pane.pack(fill="x", pady=(0, 8))
         self._build_ingest()      # packed from the bottom before the list: it stays visible when short
         self._build_docs()
+        self.recolor(app.palette)
 
     # -- layout --------------------------------------------------------------------------
     def _build_kb_row(self) -> None:
         tr = self.tr
         ttk.Label(self, text=tr("kb.title"), style="Heading.TLabel").pack(anchor="w")
         row = ttk.Frame(self)
-        row.pack(fill="x", pady=(2, 6))
-        self.kb_box = ttk.Combobox(row, textvariable=self.kb_var, state="readonly", width=18)
+        row.pack(fill="x", pady=(4, 8))
+        self.kb_box = ttk.Combobox(row, textvariable=self.kb_var, state="readonly", width=8)
         self.kb_box.pack(side="left", fill="x", expand=True)
         self.kb_box.bind("<<ComboboxSelected>>", lambda e: self.select_kb(self.kb_var.get()))
         for key, cmd in (("kb.new", self.create_kb), ("kb.rename", self.rename_kb),
                          ("kb.delete", self.delete_kb)):
-            ttk.Button(row, text=tr(key), command=cmd, width=-4).pack(side="left", padx=(4, 0))
+            ttk.Button(row, text=tr(key), command=cmd, style="Compact.TButton").pack(side="left", padx=(4, 0))
 
     def _build_docs(self) -> None:
         tr = self.tr
         row = ttk.Frame(self)
-        row.pack(side="bottom", fill="x", pady=4)
-        for key, cmd in (("kb.add_files", self.add_files), ("kb.add_folder", self.add_folder),
-                         ("kb.remove", self.remove_selected), ("kb.reingest", self.reingest_selected),
-                         ("kb.open", self.open_selected)):
-            ttk.Button(row, text=tr(key), command=cmd, width=-4).pack(side="left", padx=(0, 3))
+        row.pack(side="bottom", fill="x", pady=(6, 0))
+        wrap_row(row, [ttk.Button(row, text=tr(key), command=cmd, style="Compact.TButton") for key, cmd in (
+            ("kb.add_files", self.add_files), ("kb.add_folder", self.add_folder), ("kb.remove", self.remove_selected),
+            ("kb.reingest", self.reingest_selected), ("kb.open", self.open_selected))])   # wraps when narrow
+        find = ttk.Frame(self)
+        find.pack(fill="x", pady=(0, 4))
+        ttk.Label(find, text=tr("kb.filter"), style="Muted.TLabel").pack(side="left", padx=(0, 6))
+        self.filter_var = tk.StringVar(self)
+        self.filter_entry = ttk.Entry(find, textvariable=self.filter_var, width=10)
+        self.filter_entry.pack(side="left", fill="x", expand=True)
+        self.filter_var.trace_add("write", lambda *_: self._fill_tree(list(getattr(self, "docs", {}).values())))
         frame = ttk.Frame(self)
         frame.pack(fill="both", expand=True)
         cols = ("name", "pages", "chunks", "status")
         self.tree = ttk.Treeview(frame, columns=cols, show="headings", height=8, selectmode="extended")
+        import tkinter.font as tkfont
+
+        heading = tkfont.nametofont("TkHeadingFont")
         for col, width, anchor in (("name", 200, "w"), ("pages", 50, "e"), ("chunks", 55, "e"),
                                    ("status", 110, "w")):
             self.tree.heading(col, text=tr(f"kb.col.{col}"))
-            self.tree.column(col, width=width, anchor=anchor, stretch=col in ("name", "status"))
-        self.tree.tag_configure("fail", foreground="#b00020")
+            need = heading.measure(tr(f"kb.col.{col}")) + 24   # the header never clips ("Chunks")
+            self.tree.column(col, width=max(width, need), minwidth=need, anchor=anchor,
+                             stretch=col in ("name", "status"))
         self.tree.bind("<Double-1>", lambda e: self.open_selected())
+        self.tip = Tooltip(self.tree)
+        self.tree.bind("<Motion>", self._hover, add="+")
         sb = ttk.Scrollbar(frame, orient="vertical", command=self.tree.yview)
         self.tree.configure(yscrollcommand=sb.set)
         self.tree.pack(side="left", fill="both", expand=True)
         sb.pack(side="left", fill="y")
 
     def _build_ingest(self) -> None:
-        self.results = tk.Text(self, height=6, width=30, wrap="none", state="disabled", relief="flat",
-                               background="#f6f6f6", font="TkDefaultFont")
-        self.results.tag_configure("ok", foreground="#1b5e20")
-        self.results.tag_configure("skip", foreground="#555555")
-        self.results.tag_configure("fail", foreground="#b00020")
-        self.results.pack(side="bottom", fill="x", pady=(4, 0))
-        row = ttk.Frame(self)
+        self.results = tk.Text(self, height=3, width=30, wrap="none", state="disabled", relief="flat",
+                               font="TkDefaultFont", padx=6, pady=4)
+        self.results.pack(side="bottom", fill="x", pady=(6, 0))
+        self.drop_zone = row = ttk.Frame(self, padding=(6, 4))
         row.pack(side="bottom", fill="x")
-        self.progress_label = ttk.Label(row, text=self.tr("kb.drop_hint"), foreground="#555")
+        self.progress_label = ttk.Label(row, text=self.tr("kb.drop_hint"), style="Muted.TLabel", wraplength=320)
         self.progress_label.pack(side="left", fill="x", expand=True)
+        row.bind("<Configure>", lambda e: self.progress_label.configure(wraplength=max(120, e.width - 100)), add="+")
         self.stop_button = ttk.Button(row, text=self.tr("kb.stop_ingest"), command=self.stop_ingest,
                                       state="disabled")
         self.stop_button.pack(side="right")
         self.progress = ttk.Progressbar(self, mode="determinate", maximum=1.0)
-        self.progress.pack(side="bottom", fill="x", pady=(4, 0))
+        self.progress.pack(side="bottom", fill="x", pady=(6, 0))
+
+    def recolor(self, palette: dict) -> None:
+        """Colours of the plain Tk widgets here (theme switch)."""
+        from app.theme import style_text
+
+        style_text(self.results, palette, panel=True)
+        for tag, key in (("ok", "ok"), ("skip", "muted"), ("fail", "error")):
+            self.results.tag_configure(tag, foreground=palette[key])
+        self.tree.tag_configure("fail", foreground=palette["error"])
+        style_text(self.chats_pane.listbox, palette, panel=True)
+
+    def highlight_drop(self, on: bool) -> None:
+        """Light the drop zone while files are dragged over the window (tkdnd DropEnter/Leave)."""
+        self.dropping = on
+        self.drop_zone.configure(style="Drop.TFrame" if on else "TFrame")
+        if on:
+            self.progress_label.configure(text=self.tr("kb.drop_now"), style="Drop.TLabel")
+        else:
+            self.progress_label.configure(style="Muted.TLabel")
+            if self.ingest_job is None:
+                self.progress_label.configure(text=self.tr("kb.drop_hint"))
+
+    def say(self, message: str) -> None:
+        """One line in the drop zone (an empty drop, a hint)."""
+        self.progress_label.configure(text=message)
+
+    def progress_text(self, msg) -> str:
+        """An ingest progress message in the UI language: a ``kb.types.Progress`` by its key;
+        a plain string (a file name) as it is."""
+        key = getattr(msg, "key", None)
+        if key:
+            text = self.tr(f"progress.{key}", **msg.args)
+            if text != f"progress.{key}":
+                return text
+        return str(msg)
 
     # -- knowledge bases -----------------------------------------------------------------
     @property
@@ -113,6 +166,10 @@ class KBPanel(ttk.Frame):
         self.kb_var.set(name)
         if changed or reload:
             self.failed = {}
+            if changed and self.ingest_job is None:   # the other one's results and timing go
+                self._results_clear()
+                self.progress.configure(value=0)
+                self.progress_label.configure(text=self.tr("kb.drop_hint"))
             self.refresh_docs()
             self.app.on_kb_changed(name)
         if name not in self.checked:
@@ -144,14 +201,13 @@ class KBPanel(ttk.Frame):
         self.ingest_job = self.app.dispatcher.submit("ingest", work, self._on_ingest_event)
 
     def create_kb(self) -> None:
-        name = simpledialog.askstring(self.tr("kb.new"), self.tr("kb.new_prompt"), parent=self)
+        name = ask_string(self, self.tr, self.tr("kb.new"), self.tr("kb.new_prompt"))
         if name and name.strip():
             self._kb_job("create", lambda: self.app.services.kb.create_kb(name.strip()), name.strip())
 
     def rename_kb(self) -> None:
         old = self.kb
-        new = simpledialog.askstring(self.tr("kb.rename"), self.tr("kb.rename_prompt", name=old),
-                                     initialvalue=old, parent=self)
+        new = ask_string(self, self.tr, self.tr("kb.rename"), self.tr("kb.rename_prompt", name=old), old)
         if new and new.strip() and new.strip() != old:
             self._kb_job("rename", lambda: self.app.services.kb.rename_kb(old, new.strip()), new.strip())
 
@@ -181,10 +237,19 @@ class KBPanel(ttk.Frame):
                 self.app.show_error(payload)
         self.app.dispatcher.submit("docs", lambda emit, cancel: self.app.services.kb.documents(kb), on_event)
 
+    def _hover(self, event) -> None:
+        """The full path of the document under the pointer in a tooltip (names are cut in the column)."""
+        row = self.tree.identify_row(event.y)
+        self.tip.show(row if row else "", event.x_root + 12, event.y_root + 16)
+
     def _fill_tree(self, docs) -> None:
+        """Show ``docs`` (those whose name holds the filter text) and the files that failed."""
         self.tree.delete(*self.tree.get_children())
         self.docs = {d.source: d for d in docs}
+        needle = self.filter_var.get().strip().lower()
         for d in docs:
+            if needle and needle not in (d.name or Path(d.source).name).lower():
+                continue
             status = self.tr("kb.status_ocr", n=d.ocr_pages) if d.ocr_pages else self.tr("kb.status_ok")
             self.tree.insert("", "end", iid=d.source, values=(d.name or Path(d.source).name, d.pages,
                                                               d.chunks, status))
@@ -238,7 +303,7 @@ class KBPanel(ttk.Frame):
     # -- ingest --------------------------------------------------------------------------
     def add_files(self) -> None:
         paths = filedialog.askopenfilenames(parent=self, title=self.tr("kb.add_files"), filetypes=[
-            (self.tr("kb.filetypes"), "*.pdf *.docx *.txt *.md"), ("*", "*")])
+            (self.tr("kb.filetypes"), "*.pdf *.docx *.txt *.md"), (self.tr("kb.all_files"), "*")])
         if paths:
             self.ingest(list(paths))
 
@@ -273,7 +338,7 @@ class KBPanel(ttk.Frame):
         if kind == "progress":
             done, total, msg = payload
             self.progress.configure(maximum=max(float(total), 1e-9), value=float(done))
-            self.progress_label.configure(text=str(msg)[:80])
+            self.progress_label.configure(text=self.progress_text(msg)[:80])
         elif kind == "result":
             self._show_result(payload)
         elif kind in ("finished", "failed"):

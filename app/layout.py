@@ -44,3 +44,28 @@ def place(window, want: tuple[int, int], minimum: tuple[int, int] = (0, 0)) -> t
     if minimum != (0, 0):
         window.minsize(*minimum)
     return width, height
+
+
+def wrap_row(frame, widgets, padx: int = 4, pady: int = 4) -> None:
+    """Lay ``widgets`` (children of ``frame``) left to right, wrapping to a new line when the
+    frame is too narrow (a flow layout; ``frame`` takes the height of the lines used).
+
+    Tk thread; re-laid out on every width change of ``frame``.
+    """
+    def relayout(_event=None) -> None:
+        width = frame.winfo_width()
+        if width <= 1:
+            return
+        x = y = line = 0
+        for w in widgets:
+            need_w, need_h = w.winfo_reqwidth(), w.winfo_reqheight()
+            if x and x + need_w > width:
+                x, y, line = 0, y + line + pady, 0
+            w.place(x=x, y=y)
+            x += need_w + padx
+            line = max(line, need_h)
+        height = y + line
+        if int(frame.cget("height") or 0) != height:
+            frame.configure(height=height)
+    frame.configure(height=max((w.winfo_reqheight() for w in widgets), default=1))
+    frame.bind("<Configure>", relayout, add="+")

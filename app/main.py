@@ -15,7 +15,10 @@ import tkinter as tk
 from pathlib import Path
 from tkinter import ttk
 
+from app import theme
 from app.chat_panel import ChatPanel
+from app.chats import ChatStore
+from app.dialogs import localize_tk
 from app.first_run import FirstRunPanel
 from app.i18n import Strings, setup_fonts
 from app.kb_panel import KBPanel
@@ -59,7 +62,11 @@ class App:
         self.root.title("TQT-s")
         place(self.root, (1280, 820), minimum=MIN_SIZE)
         self.font_family = setup_fonts(self.root)
-        self._style()
+        localize_tk(self.root, self.tr.lang)
+        self.palette = theme.apply(self.root, getattr(settings, "theme", "auto"))
+        self.theme_var = tk.StringVar(self.root, value=getattr(settings, "theme", "auto"))
+        self.chats = ChatStore(Path(settings.history_dir) / "chats.json", self.tr("chats.untitled"))
+        self._flash_until = 0.0
         self.dispatcher = Dispatcher(self.root)
         self.model_ok: bool | None = None
         self.embedder_ok: bool | None = None
@@ -72,32 +79,30 @@ class App:
         self._reset_backend = False
         self._build()
         self._enable_drop()
+        self._bind_keys()
         self.root.protocol("WM_DELETE_WINDOW", self.close)
         self.kb_panel.refresh_kbs(select=settings.default_kb)
         self.check_model()
 
     # -- layout --------------------------------------------------------------------------
-    def _style(self) -> None:
-        style = ttk.Style(self.root)
-        if "clam" in style.theme_names():
-            style.theme_use("clam")
-        style.configure("Heading.TLabel", font=("TkDefaultFont", 11, "bold"))
-        style.configure("Status.TLabel", foreground="#333", padding=(6, 2))
-
     def _build(self) -> None:
         tr = self.tr
         self._menu()
-        bar = ttk.Frame(self.root, padding=(6, 4))
+        bar = ttk.Frame(self.root, padding=(8, 6, 8, 2))
         bar.pack(fill="x")
-        ttk.Button(bar, text=tr("menu.settings"), command=self.open_settings).pack(side="left", padx=(0, 4))
-        ttk.Button(bar, text=tr("menu.retrain"), command=self.open_retrain).pack(side="left")
+        self.toolbar = [ttk.Button(bar, text=tr("menu.settings"), command=self.open_settings),
+                        ttk.Button(bar, text=tr("menu.retrain"), command=self.open_retrain),
+                        ttk.Button(bar, text=tr("menu.about"), command=self.open_about)]
+        for b in self.toolbar:
+            b.pack(side="left", padx=(0, 6))
         self.status_var = tk.StringVar(value="")
-        self.status = ttk.Label(self.root, textvariable=self.status_var, style="Status.TLabel",
-                                relief="sunken", anchor="w")
+        self.status = ttk.Label(self.root, textvariable=self.status_var, style="Status.TLabel", anchor="w")
         self.status.pack(side="bottom", fill="x")
+        ttk.Separator(self.root, orient="horizontal").pack(side="bottom", fill="x")
         panes = ttk.PanedWindow(self.root, orient="horizontal")
         panes.pack(fill="both", expand=True)
         self.kb_panel = KBPanel(panes, self)
+        self.chats_pane = self.kb_panel.chats_pane
         self.right = ttk.Frame(panes)
         panes.add(self.kb_panel, weight=2)
         panes.add(self.right, weight=3)
@@ -108,20 +113,67 @@ class App:
 
     def _menu(self) -> None:
         tr = self.tr
-        menu = tk.Menu(self.root)
-        file_menu = tk.Menu(menu, tearoff=False)
-        file_menu.add_command(label=tr("menu.add_files"), command=lambda: self.kb_panel.add_files())
-        file_menu.add_command(label=tr("menu.add_folder"), command=lambda: self.kb_panel.add_folder())
-        file_menu.add_command(label=tr("menu.export"), command=lambda: self.chat.export())
-        file_menu.add_separator()
-        file_menu.add_command(label=tr("menu.quit"), command=self.close)
-        model_menu = tk.Menu(menu, tearoff=False)
-        model_menu.add_command(label=tr("menu.manage_models"), command=self.open_model_manager)
-        model_menu.add_command(label=tr("menu.settings"), command=self.open_settings)
-        model_menu.add_command(label=tr("menu.retrain"), command=self.open_retrain)
-        menu.add_cascade(label=tr("menu.file"), menu=file_menu)
-        menu.add_cascade(label=tr("menu.model"), menu=model_menu)
+        self.menu = menu = tk.Menu(self.root)
+        self.menus: dict[str, tk.Menu] = {}
+
+        def cascade(key: str, items) -> None:
+            sub = tk.Menu(menu, tearoff=False)
+            for item in items:
+                if item is None:
+                    sub.add_separator()
+                    continue
+                label, command, accel = item
+                sub.add_command(label=tr(label), command=command, accelerator=accel)
+            menu.add_cascade(label=tr(key), menu=sub)
+            self.menus[key] = sub
+        cascade("menu.file", [("menu.add_files", lambda: self.kb_panel.add_files(), "Ctrl+O"),
+                              ("menu.add_folder", lambda: self.kb_panel.add_folder(), ""),
+                              ("menu.export", lambda: self.chat.export(), ""), None,
+                              ("menu.quit", self.close, "Ctrl+Q")])
+        cascade("menu.chat", [("chats.new", lambda: self.chats_pane.new(), "Ctrl+N"),
+                              ("chat.regenerate", lambda: self.chat.regenerate(), "Ctrl+R"),
+                              ("chat.copy", lambda: self.chat.copy_answer(), ""),
+                              ("chat.stop", lambda: self.chat.stop(), "Esc")])
+        cascade("menu.model", [("menu.manage_models", self.open_model_manager, ""),
+                               ("menu.settings", self.open_settings, ""), ("menu.retrain", self.open_retrain, "")])
+        view = tk.Menu(menu, tearoff=False)
+        for mode in theme.MODES:
+            view.add_radiobutton(label=tr(f"theme.{mode}"), value=mode, variable=self.theme_var,
+                                 command=lambda m=mode: self.set_theme(m))
+        menu.add_cascade(label=tr("menu.view"), menu=view)
+        self.menus["menu.view"] = view
+        cascade("menu.help", [("menu.about", self.open_about, "F1")])
         self.root.configure(menu=menu)
+
+    def _bind_keys(self) -> None:
+        """Ctrl+O add files, Ctrl+N new chat, Ctrl+Enter send, Ctrl+R regenerate, Esc stop, F1 about."""
+        keys = {"<Control-o>": lambda: self.kb_panel.add_files(), "<Control-n>": lambda: self.chats_pane.new(),
+                "<Control-Return>": lambda: self.chat.ask(), "<Control-r>": lambda: self.chat.regenerate(),
+                "<Escape>": lambda: self.chat.stop(), "<F1>": self.open_about, "<Control-q>": self.close}
+        for seq, fn in keys.items():
+            self.root.bind(seq, lambda e, fn=fn: (fn(), "break")[1])
+
+    def set_theme(self, mode: str) -> None:
+        """Switch to ``mode`` (auto | light | dark) now and save it."""
+        self.palette = theme.apply(self.root, mode)
+        self.theme_var.set(mode)
+        self.chat.transcript.recolor(self.palette)
+        self.kb_panel.recolor(self.palette)
+        try:
+            self.settings.set("theme", mode)
+        except Exception as e:  # noqa: BLE001 - an unknown key in an older settings module
+            log.info("theme not saved: %s", e)
+
+    def open_about(self) -> None:
+        from app.dialogs import AboutDialog
+
+        self.about = AboutDialog(self)
+
+    def select_chat(self, chat_id: str, reload: bool = False) -> None:
+        """Show conversation ``chat_id`` of the current knowledge base."""
+        if chat_id != self.chat.conversation or reload:
+            self.chat.load_history(self.kb_name, chat_id)
+        self.chats_pane.refresh(self.kb_name, chat_id)
 
     def _mount_voice(self) -> None:
         try:
@@ -139,14 +191,20 @@ class App:
         from tkinterdnd2 import COPY, DND_FILES
 
         self.root.drop_target_register(DND_FILES)
+        self.root.dnd_bind("<<DropEnter>>", lambda event: (self.kb_panel.highlight_drop(True), COPY)[1])
+        self.root.dnd_bind("<<DropLeave>>", lambda event: (self.kb_panel.highlight_drop(False), COPY)[1])
         self.root.dnd_bind("<<Drop>>", lambda event: (self.on_drop(event.data), COPY)[1])
 
     # -- events from panels --------------------------------------------------------------
     def on_drop(self, data: str) -> list[str]:
-        """Ingest files/folders from a tkdnd drop (a Tcl list: spaces and CJK survive)."""
-        paths = [p for p in self.root.tk.splitlist(data) if p]
+        """Ingest files/folders from a tkdnd drop (a Tcl list: spaces and CJK survive); a drop
+        with nothing usable in it says so."""
+        self.kb_panel.highlight_drop(False)
+        paths = [p for p in self.root.tk.splitlist(data) if p] if data else []
         if paths:
             self.kb_panel.ingest(list(paths))
+        else:
+            self.kb_panel.say(self.tr("kb.drop_empty"))
         return list(paths)
 
     @property
@@ -154,8 +212,18 @@ class App:
         return self.kb_panel.kb
 
     def on_kb_changed(self, name: str) -> None:
-        self.chat.load_history(name)
         self.refresh_status()
+        first = self.chats.list(name)[0]["id"]
+        self.chat.load_history(name, first)
+        self.chats_pane.refresh(name, first)
+
+    def flash(self, message: str, seconds: float = 8.0) -> None:
+        """Show ``message`` in the status bar for ``seconds`` (status refreshes wait for it)."""
+        import time
+
+        self._flash_until = time.monotonic() + seconds
+        self.status_var.set(message)
+        self.root.after(int(seconds * 1000) + 50, self.refresh_status)
 
     def on_answer(self, result) -> None:
         """An answer completed: read it aloud (voice input users), refresh the status bar."""
@@ -180,11 +248,14 @@ class App:
     def show_error(self, message) -> None:
         """Show one error line in the status bar (never a dialog per failure)."""
         log.warning("%s", message)
-        self.status_var.set("⚠ " + str(message))
-        self.status.configure(foreground="#b00020")
-        self.root.after(8000, self.refresh_status)
+        self.status.configure(foreground=self.palette["error"])
+        self.flash("⚠ " + str(message))
 
     def refresh_status(self) -> None:
+        import time
+
+        if time.monotonic() < self._flash_until:
+            return
         s = self.settings
         model = f"{s.ollama_model} (Ollama)" if s.backend == "ollama" else s.model
         if self.model_ok is False:
@@ -192,7 +263,7 @@ class App:
         adapter = Path(s.adapter).name if s.adapter else self.tr("status.no_adapter")
         info = self.kb_panel.kbs.get(self.kb_name)
         docs, chunks = (info.documents, info.chunks) if info is not None else (0, 0)
-        self.status.configure(foreground="#333")
+        self.status.configure(foreground=self.palette["muted"])
         self.status_var.set(self.tr("status.line", model=model, adapter=adapter,
                                     device=self.backend_device or s.device, kb=self.kb_name,
                                     docs=docs, chunks=chunks))
@@ -224,6 +295,8 @@ class App:
         load_embedder = self.embedder_ok is not False   # a missing one is offered on the first-run panel
         self._reset_backend = False
         self.status_var.set(self.tr("status.loading_model"))
+        if load_model and not self.chat.busy:   # the first load takes a while: say so where the answer comes
+            self.chat.set_stage("loading")
 
         def work(emit, cancel):
             errors, device = {}, ""
@@ -243,6 +316,8 @@ class App:
             return device, errors
 
         def on_event(kind, payload):
+            if not self.chat.busy:
+                self.chat.set_stage("")
             if kind == "finished":
                 device, errors = payload
                 self.backend_device = device or self.backend_device
@@ -282,6 +357,8 @@ class App:
                                    lambda kind, p: self.show_error(p) if kind == "failed" else self.model_ready())
         elif changes.keys() & {"backend", "ollama_host", "ollama_model"}:
             self.model_ready()
+        if "theme" in changes:
+            self.set_theme(changes["theme"])
         self.refresh_status()
         if changes.keys() & RESTART_KEYS:
             self.status_var.set(self.tr("settings.restart_needed"))

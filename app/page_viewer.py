@@ -146,7 +146,11 @@ class PageViewer(tk.Toplevel):
         ys.pack(side="left", fill="y")
         xs.pack(fill="x")
         self.textview = tk.Text(self.canvas, wrap="word", padx=12, pady=12, font="TkTextFont")
-        self.textview.tag_configure("hit", background="#fff176")
+        self.textview.tag_configure("hit", background="#fff176", foreground="#1c1c1c")
+        if getattr(self.app, "palette", None):
+            from app.theme import style_text
+
+            style_text(self.textview, self.app.palette)
         self.canvas.bind("<MouseWheel>", lambda e: self.canvas.yview_scroll(-e.delta // 120, "units"))
         self.canvas.bind("<Button-4>", lambda e: self.canvas.yview_scroll(-3, "units"))
         self.canvas.bind("<Button-5>", lambda e: self.canvas.yview_scroll(3, "units"))

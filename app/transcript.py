@@ -29,9 +29,10 @@ class Transcript(ttk.Frame):
         on_cite: called as ``on_cite(source, n)`` when a citation is clicked.
     """
 
-    def __init__(self, parent, tr, on_cite) -> None:
+    def __init__(self, parent, tr, on_cite, palette: dict | None = None, menu=None) -> None:
         super().__init__(parent)
-        self.tr, self.on_cite = tr, on_cite
+        self.tr, self.on_cite, self.menu_items = tr, on_cite, menu
+        self.palette = palette or {}
         self.turn = 0
         self.sources: dict[int, dict[int, object]] = {}
         self.citations: dict[int, dict[int, object]] = {}
@@ -42,25 +43,32 @@ class Transcript(ttk.Frame):
         self.text.configure(yscrollcommand=sb.set)
         self.text.pack(side="left", fill="both", expand=True)
         sb.pack(side="left", fill="y")
-        self._configure_tags()
+        self.recolor(self.palette)
+        self.text.bind("<Button-3>", self._menu_clicked)
 
-    def _configure_tags(self) -> None:
+    def recolor(self, palette: dict) -> None:
+        """Colour the view and its tags from a :data:`app.theme.PALETTES` entry (theme switch)."""
+        from app.theme import PALETTES, style_text
+
+        self.palette = p = {**PALETTES["light"], **(palette or {})}
+        style_text(self.text, p)
         t = self.text
-        t.tag_configure("who", foreground="#1a237e", font=("TkDefaultFont", 10, "bold"))
-        t.tag_configure("question", foreground="#1a237e", lmargin1=6, lmargin2=6)
-        t.tag_configure("thinkhdr", foreground="#7a7a7a", font=("TkDefaultFont", 9, "italic"))
-        t.tag_configure("reasoning", foreground="#9a9a9a", lmargin1=18, lmargin2=18,
-                        font=("TkDefaultFont", 9))
-        t.tag_configure("answer", foreground="#111111", lmargin1=6, lmargin2=6)
-        t.tag_configure("refusal", foreground="#8a4b00", background="#fff3e0", lmargin1=6,
+        t.configure(padx=14, pady=10, spacing1=3, spacing3=3)
+        t.tag_configure("who", foreground=p["question"], font=("TkDefaultFont", 10, "bold"), spacing1=10)
+        t.tag_configure("question", foreground=p["question"], lmargin1=6, lmargin2=6, spacing1=10)
+        t.tag_configure("thinkhdr", foreground=p["dim"], font=("TkDefaultFont", 9, "italic"))
+        t.tag_configure("reasoning", foreground=p["dim"], lmargin1=18, lmargin2=18, font=("TkDefaultFont", 9))
+        t.tag_configure("answer", foreground=p["answer"], lmargin1=6, lmargin2=6)
+        t.tag_configure("refusal", foreground=p["refusal_fg"], background=p["refusal_bg"], lmargin1=6,
                         lmargin2=6, font=("TkDefaultFont", 10, "italic"))
-        t.tag_configure("error", foreground="#b00020", lmargin1=6, lmargin2=6)
-        t.tag_configure("note", foreground="#555555", font=("TkDefaultFont", 9, "italic"))
-        t.tag_configure("srchdr", foreground="#555555", font=("TkDefaultFont", 9, "bold"))
-        t.tag_configure("source", foreground="#333333", lmargin1=12, lmargin2=24, font=("TkDefaultFont", 9))
-        t.tag_configure("quote", foreground="#2e4a2e", lmargin1=12, lmargin2=24, font=("TkDefaultFont", 9, "italic"))
-        t.tag_configure("unverified", foreground="#8a4b00", lmargin1=12, lmargin2=24, font=("TkDefaultFont", 9))
-        t.tag_configure("cite", foreground="#0b57d0", underline=True)
+        t.tag_configure("error", foreground=p["error"], lmargin1=6, lmargin2=6)
+        t.tag_configure("note", foreground=p["muted"], font=("TkDefaultFont", 9, "italic"))
+        t.tag_configure("srchdr", foreground=p["muted"], font=("TkDefaultFont", 9, "bold"), spacing1=6)
+        t.tag_configure("source", foreground=p["fg"], lmargin1=12, lmargin2=24, font=("TkDefaultFont", 9))
+        t.tag_configure("score", foreground=p["muted"], font=("TkDefaultFont", 9))
+        t.tag_configure("quote", foreground=p["quote"], lmargin1=12, lmargin2=24, font=("TkDefaultFont", 9, "italic"))
+        t.tag_configure("unverified", foreground=p["refusal_fg"], lmargin1=12, lmargin2=24, font=("TkDefaultFont", 9))
+        t.tag_configure("cite", foreground=p["accent"], underline=True)
         t.tag_raise("cite")
         t.tag_bind("cite", "<Button-1>", self._cite_clicked)
         t.tag_bind("cite", "<Enter>", lambda e: t.configure(cursor="hand2"))
@@ -84,6 +92,10 @@ class Transcript(ttk.Frame):
         self.citations.clear()
         self.answers.clear()
 
+    def turn_count(self) -> int:
+        """Turns shown now (0: an empty conversation)."""
+        return len(self.answers)
+
     def note(self, text: str) -> None:
         """A grey line between turns (e.g. "history loaded")."""
         self._insert("end-1c", text + "\n", "note")
@@ -94,13 +106,23 @@ class Transcript(ttk.Frame):
         t = self.turn
         if self.text.index("end-1c") != "1.0":
             self._insert("end-1c", "\n")
-        self._insert("end-1c", self.tr("chat.you") + "  ", "who")
+        self._insert("end-1c", self.tr("chat.you") + "  ", "who", f"turn_{t}")
         self._insert("end-1c", question + "\n", "question")
         self.sources[t], self.answers[t] = {}, ""
         return t
 
     def set_sources(self, t: int, sources) -> None:
         self.sources[t] = {s.n: s for s in sources}
+
+    def show_retrieved(self, t: int, sources, header: str) -> None:
+        """The sources as soon as retrieval ends (before the model has read them), under the
+        question; replaced by the final, numbered list when the turn finishes."""
+        if not sources or self.text.tag_ranges(f"pre_{t}"):
+            return
+        self.sources[t] = {s.n: s for s in sources}
+        self._insert("end-1c", header + "\n", "srchdr", f"pre_{t}")
+        for s in sources:
+            self._source_line(t, s, sources, extra=(f"pre_{t}",))
 
     def add_reasoning(self, t: int, delta: str) -> None:
         tag = f"think_{t}"
@@ -154,6 +176,11 @@ class Transcript(ttk.Frame):
     def finish_turn(self, t: int, *, refused: bool = False, note: str = "") -> None:
         """Close turn ``t``: newline, the supporting sentences of its citations and the sources
         list (unless refused), an optional note."""
+        pre = self.text.tag_ranges(f"pre_{t}")
+        if pre:
+            self.text.configure(state="normal")
+            self.text.delete(pre[0], pre[-1])
+            self.text.configure(state="disabled")
         self._insert("end-1c", "\n")
         sources = self.sources.get(t) or {}
         if self.citations.get(t) and not refused:
@@ -182,14 +209,22 @@ class Transcript(ttk.Frame):
         self.sources[t] = {s.n: s for s in sources}
         self._insert("end-1c", header + "\n", "srchdr")
         for s in sources:
-            line = f"[{s.n}] {Path(s.source).name}"
-            if s.page:
-                line += " · " + self.tr("chat.page", page=s.page)
-            self._insert("end-1c", line, "source", "cite", f"src_{t}")
-            if snippets:
-                snippet = re.sub(r"\s+", " ", s.text).strip()
-                self._insert("end-1c", "\n" + snippet[:220] + ("…" if len(snippet) > 220 else ""), "source")
-            self._insert("end-1c", "\n")
+            self._source_line(t, s, sources, snippets=snippets)
+
+    def _source_line(self, t: int, s, sources, *, snippets: bool = False, extra: tuple = ()) -> None:
+        """``[n] file · p. X`` (clickable) and its match relative to the best source of the turn."""
+        line = f"[{s.n}] {Path(s.source).name}"
+        if s.page:
+            line += " · " + self.tr("chat.page", page=s.page)
+        self._insert("end-1c", line, "source", "cite", f"src_{t}", *extra)
+        best = max((float(getattr(x, "score", 0) or 0) for x in sources), default=0.0)
+        score = float(getattr(s, "score", 0) or 0)
+        if best > 0 and score > 0:
+            self._insert("end-1c", "  " + self.tr("chat.score", pct=round(100 * score / best)), "score", *extra)
+        if snippets:
+            snippet = re.sub(r"\s+", " ", s.text).strip()
+            self._insert("end-1c", "\n" + snippet[:220] + ("…" if len(snippet) > 220 else ""), "source", *extra)
+        self._insert("end-1c", "\n", *extra)
 
     # -- clicks --------------------------------------------------------------------------
     def cite_at(self, index: str) -> tuple[int, int] | None:
@@ -235,6 +270,24 @@ class Transcript(ttk.Frame):
         self.text.insert(hdr, OPEN if show else FOLDED, ("thinkhdr", f"thinkhdr_{t}"))
         self.text.configure(state="disabled")
         return show
+
+    def turn_at(self, index: str) -> int | None:
+        """The turn whose question, answer or sources cover ``index`` (None between turns)."""
+        starts = sorted((int(str(self.text.tag_ranges(f"turn_{t}")[0]).split(".")[0]), t)
+                        for t in self.answers if self.text.tag_ranges(f"turn_{t}"))
+        line = int(self.text.index(index).split(".")[0])
+        before = [t for start, t in starts if start <= line]
+        return before[-1] if before else None
+
+    def _menu_clicked(self, event) -> str | None:
+        t = self.turn_at(f"@{event.x},{event.y}")
+        if t is None or self.menu_items is None:
+            return None
+        menu = tk.Menu(self.text, tearoff=False)
+        for label, command in self.menu_items(t):
+            menu.add_command(label=label, command=command)
+        menu.tk_popup(event.x_root, event.y_root)
+        return "break"
 
     def _toggle_clicked(self, event) -> str:
         index = self.text.index(f"@{event.x},{event.y}")

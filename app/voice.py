@@ -104,6 +104,7 @@ class VoiceControls(ttk.Frame):
         self._events: queue.Queue[tuple[str, object]] = queue.Queue()
         self._capture: mic.MicCapture | None = None
         self._speaker: Speaker | None = None
+        self._speaking = None      # the Future of the answer being read aloud
         self._closed = False
         self._build()
         self.unavailable = self._check_input()
@@ -117,14 +118,15 @@ class VoiceControls(ttk.Frame):
         """Compact, for the slot beside the question box: two buttons, the switch, the status."""
         self.talk_button = ttk.Button(self, text=self.tr("voice.talk"), command=self.toggle)
         self.talk_button.grid(row=0, column=0, sticky="ew")
-        self.stop_button = ttk.Button(self, text=self.tr("voice.stop_speaking"), command=self.stop_speaking)
+        self.stop_button = ttk.Button(self, text=self.tr("voice.stop_speaking"), command=self.stop_speaking,
+                                      state="disabled")   # enabled only while an answer is read aloud
         self.stop_button.grid(row=0, column=1, sticky="ew", padx=(3, 0))
         self.speak_var = tk.BooleanVar(self, value=bool(self.settings.tts_enabled))
         self.speak_check = ttk.Checkbutton(self, text=self.tr("voice.speak_answers"),
                                            variable=self.speak_var, command=self._on_speak_toggled)
         self.speak_check.grid(row=1, column=0, columnspan=2, sticky="w", pady=(2, 0))
         self.status_var = tk.StringVar(self, value="")
-        self.status = ttk.Label(self, textvariable=self.status_var, wraplength=220, foreground="#555")
+        self.status = ttk.Label(self, textvariable=self.status_var, wraplength=220, style="Muted.TLabel")
         self.status.grid(row=2, column=0, columnspan=2, sticky="w")
         self.tooltip = _Tooltip(self.talk_button)
         self._status_tip = _Tooltip(self.status)
@@ -199,11 +201,16 @@ class VoiceControls(ttk.Frame):
         if self._speaker is None:
             q = self._events   # the engine thread must not hold (and finalize) Tk objects
             self._speaker = Speaker(self.settings, on_error=lambda msg: q.put(("error", msg)))
-        return self._speaker.speak(text)
+        self._speaking = self._speaker.speak(text)
+        if self._speaking is not None:
+            self.stop_button.state(["!disabled"])
+        return self._speaking
 
     def stop_speaking(self) -> None:
         if self._speaker is not None:
             self._speaker.stop()
+        self._speaking = None
+        self.stop_button.state(["disabled"])
 
     # -- events (Tk thread) -----------------------------------------------------------------
     def _poll(self) -> None:
@@ -216,6 +223,9 @@ class VoiceControls(ttk.Frame):
                     self._show_error(str(payload))
         except queue.Empty:
             pass
+        if self._speaking is not None and self._speaking.done():   # read to the end: nothing to stop
+            self._speaking = None
+            self.stop_button.state(["disabled"])
         if not self._closed:
             self._poll_id = self.after(self._poll_ms, self._poll)
 

@@ -23,7 +23,7 @@ from kb import repair as repair_mod
 from kb.embeddings import Embedder, EmbedderError
 from kb.repair import CheckReport
 from kb.store import KnowledgeBase, Store, StoreBusy
-from kb.types import DocumentInfo, Hit, IngestResult, KBInfo
+from kb.types import DocumentInfo, Hit, IngestResult, KBInfo, Progress
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ class KnowledgeBaseService:
             run.run(files)
             if any(r.status in ("added", "updated") for r in run.results):
                 if on_progress:
-                    on_progress(len(files), len(files), "indexing (BM25)")
+                    on_progress(len(files), len(files), Progress("indexing", "indexing (BM25)"))
                 _reindex(base)
             return run.results
 
@@ -589,7 +589,8 @@ class _IngestRun:
         """Wait for the parse of ``item`` -> a pending dict, or a failed IngestResult. A dead
         worker is replaced and the file retried once (then it fails with one line)."""
         i, path = item["i"], item["path"]
-        report = lambda d, t: self.step(i + 0.5 * d / max(t, 1), f"{path.name}: page {d}/{t}")  # noqa: E731
+        report = lambda d, t: self.step(i + 0.5 * d / max(t, 1), Progress(  # noqa: E731
+            "page", "{name}: page {page}/{pages}", name=path.name, page=d, pages=t))
         for attempt in (1, 2, 3):
             try:
                 out = self.parser.wait(item["handle"], i, path, report, self.cancel)
@@ -667,7 +668,8 @@ class _IngestRun:
                 raise InterruptedError("cancelled")
             parts.append(self.svc.embedder.encode_documents(texts[j:j + EMBED_GROUP]))
             frac = min(1.0, (j + EMBED_GROUP) / max(len(texts), 1))
-            self.step(first + 0.5 + (last - first - 0.5) * frac, f"embedding {len(texts)} chunks")
+            self.step(first + 0.5 + (last - first - 0.5) * frac,
+                      Progress("embedding", "embedding {n} chunks", n=len(texts)))
         return np.concatenate(parts) if parts else np.zeros((0, 1), dtype=np.float32)
 
     @staticmethod

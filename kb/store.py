@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from kb.embeddings import TqtsEmbeddingFunction
+from kb.types import Progress
 
 _CLIENTS: dict[str, object] = {}
 _MANIFESTS: dict[str, tuple] = {}     # manifest path -> ((inode, mtime_ns, size), parsed)
@@ -170,7 +171,7 @@ class KnowledgeBase:
             lock.acquire(timeout=0)
         except Timeout:
             if self.on_wait:
-                self.on_wait(f"another TQT-s process is writing to «{self.name}»; waiting…")
+                self.on_wait(Progress("waiting", "another TQT-s process is writing to «{kb}»; waiting…", kb=self.name))
             limit = self.lock_timeout if timeout is None else timeout
             try:
                 lock.acquire(timeout=limit)

@@ -95,3 +95,21 @@ class KBInfo:
     documents: int = 0
     chunks: int = 0
     extra: dict = field(default_factory=dict)
+
+
+class Progress(str):
+    """A progress message: the English text (what the CLI prints) that also carries a ``key``
+    and its ``args``, so a UI can show it in its own language without kb/ knowing the UI.
+
+    >>> p = Progress("page", "{name}: page {page}/{pages}", name="a.pdf", page=3, pages=30)
+    >>> str(p), p.key, p.args["page"]
+    ('a.pdf: page 3/30', 'page', 3)
+    """
+
+    key: str
+    args: dict
+
+    def __new__(cls, key: str, text: str, **args):
+        obj = super().__new__(cls, text.format(**args))
+        obj.key, obj.args = key, args
+        return obj

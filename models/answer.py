@@ -12,7 +12,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,10 +71,20 @@ class AnswerResult:
     model_answer: str = ""         # the model's own text when the extractive fallback replaced it
 
 
-def history_file(history_dir: Path, kb: str) -> Path:
-    """JSONL path for a knowledge base: readable slug (Chinese kept) + hash of the exact name."""
+def history_file(history_dir: Path, kb: str, chat_id: str = "") -> Path:
+    """JSONL path for a knowledge base: readable slug (Chinese kept) + hash of the exact name.
+    A further conversation of the same knowledge base (``chat_id``: an id of lowercase
+    letters, digits and "-", made by the app) gets ``--<id>`` before the suffix; ``""`` is the
+    knowledge base's first conversation.
+
+    Raises:
+        ValueError: ``chat_id`` is not such an id.
+    """
     digest = hashlib.sha1(kb.encode("utf-8")).hexdigest()[:8]
-    return Path(history_dir) / f"{slug(kb)[:60]}-{digest}.jsonl"
+    if chat_id and not re.fullmatch(r"[0-9a-z][0-9a-z-]{0,39}", chat_id):
+        raise ValueError(f"bad conversation id {chat_id!r}: use lowercase letters, digits and '-'")
+    tail = f"--{chat_id}" if chat_id else ""
+    return Path(history_dir) / f"{slug(kb)[:60]}-{digest}{tail}.jsonl"
 
 
 class AnswerService:
@@ -241,7 +251,8 @@ class AnswerService:
     # -- answering ---------------------------------------------------------------------
     def ask(self, question: str, kb: str | None = None, *, think: bool | None = None,
             cancel: threading.Event | None = None, use_history: bool = True,
-            chat: bool = False) -> Iterator[AnswerEvent]:
+            chat: bool = False, on_stage: Callable[[str, object], None] | None = None,
+            chat_id: str = "") -> Iterator[AnswerEvent]:
         """Stream events for one question (see module docstring and the contract's event order).
 
         Earlier turns are offered to the model only for a follow-up
@@ -249,7 +260,13 @@ class AnswerService:
         ``use_history=False`` ignores the conversation altogether. Bad input (empty, too long,
         a third language, a knowledge base without documents) ends in one "error" event and
         stores nothing.
+
+        ``on_stage(stage, data)`` (optional, called on the caller's thread) reports what happens
+        before the first token: ``("retrieved", sources)`` as soon as retrieval ends (before the
+        model loads), ``("loading", None)`` when the model is not loaded yet, ``("reading", n)``
+        when the prompt with ``n`` sources goes to the model (prefill).
         """
+        stage = on_stage or (lambda name, data=None: None)
         kb_name = self._kb_name(kb)
         think = self.settings.think if think is None else think
         t0 = time.perf_counter()
@@ -258,14 +275,17 @@ class AnswerService:
         try:
             result.question = question = conversation.check_question(question)
             self._check_documents(kb, kb_name)
-            history = self.history(kb) if use_history else []
+            history = self.history(kb, chat_id=chat_id) if use_history else []
             previous = (history[-1].get("query") or history[-1].get("question")) if history else None
             result.query = conversation.retrieval_query(question, previous)
             sources = self.passages(question, kb=kb, query=result.query, verdict=result.relevance)
             timings["retrieve_ms"] = round((time.perf_counter() - t0) * 1000, 1)
             if not sources:
-                yield from self._refuse(result, kb_name)
+                yield from self._refuse(result, kb_name, chat_id)
                 return
+            stage("retrieved", sources)
+            if self._backend is None or self._loaded_key not in (None, self._model_key()):
+                stage("loading", None)
             backend = self.backend()
             result.model = backend.name
             follow_up = chat or result.query != question
@@ -274,13 +294,14 @@ class AnswerService:
             messages, result.sources = self.build_messages(question, sources, backend, think=think,
                                                            history=[h for h in history if not h.get("refused")])
             yield AnswerEvent("sources", data=result.sources)
+            stage("reading", len(result.sources))
             yield from self._generate(backend, messages, result, cancel)
         except Exception as e:  # noqa: BLE001 - any failure becomes one visible error event
             result.error = _message(e)
             yield AnswerEvent("error", text=result.error)
             yield AnswerEvent("done", data=result)
             return
-        self._append_history(kb_name, result)
+        self._append_history(kb_name, result, chat_id)
         yield AnswerEvent("done", data=result)
 
     def _check_documents(self, kb: str | None, kb_name: str) -> None:
@@ -289,12 +310,12 @@ class AnswerService:
             raise ValueError(f"the knowledge base {kb_name!r} has no documents yet: add files (drop them on "
                              f"the window, or python main.py ingest --kb {kb_name} PATH) and ask again")
 
-    def _refuse(self, result: AnswerResult, kb_name: str) -> Iterator[AnswerEvent]:
+    def _refuse(self, result: AnswerResult, kb_name: str, chat_id: str = "") -> Iterator[AnswerEvent]:
         result.refused = True
         result.answer = conversation.refusal_text(self.settings.refusal, self.settings.ui_language, kb_name)
         yield AnswerEvent("sources", data=[])
         yield AnswerEvent("refusal", text=result.answer)
-        self._append_history(kb_name, result)
+        self._append_history(kb_name, result, chat_id)
         yield AnswerEvent("done", data=result)
 
     def _generate(self, backend: ChatBackend, messages: list[dict], result: AnswerResult,
@@ -390,9 +411,10 @@ class AnswerService:
         return result
 
     # -- history -----------------------------------------------------------------------
-    def history(self, kb: str | None = None) -> list[dict]:
-        """Earlier turns of a knowledge base, oldest first (damaged lines are skipped)."""
-        path = history_file(self.settings.history_dir, self._kb_name(kb))
+    def history(self, kb: str | None = None, chat_id: str = "") -> list[dict]:
+        """Earlier turns of a knowledge base's conversation (see :func:`history_file`), oldest
+        first (damaged lines are skipped)."""
+        path = history_file(self.settings.history_dir, self._kb_name(kb), chat_id)
         if not path.exists():
             return []
         rows = []
@@ -403,25 +425,26 @@ class AnswerService:
                 continue
         return rows
 
-    def clear_history(self, kb: str | None = None) -> None:
-        """Forget the conversation of a knowledge base."""
+    def clear_history(self, kb: str | None = None, chat_id: str = "") -> None:
+        """Forget a conversation of a knowledge base (deleting a conversation is the same)."""
         with self._history_lock:
-            history_file(self.settings.history_dir, self._kb_name(kb)).unlink(missing_ok=True)
+            history_file(self.settings.history_dir, self._kb_name(kb), chat_id).unlink(missing_ok=True)
 
-    def _append_history(self, kb_name: str, r: AnswerResult) -> None:
+    def _append_history(self, kb_name: str, r: AnswerResult, chat_id: str = "") -> None:
         row = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "kb": kb_name,
                "question": r.question, "answer": r.answer, "reasoning": r.reasoning,
                "sources": [asdict(s) for s in r.sources], "cited": r.cited, "refused": r.refused,
-               "model": r.model, "query": r.query, "citations": [c.to_json() for c in r.citations]}
+               "model": r.model, "query": r.query, "citations": [c.to_json() for c in r.citations],
+               "cited_inferred": r.cited_inferred}
         with self._history_lock:
-            with history_file(self.settings.history_dir, kb_name).open("a", encoding="utf-8") as f:
+            with history_file(self.settings.history_dir, kb_name, chat_id).open("a", encoding="utf-8") as f:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
-    def export_markdown(self, kb: str | None, path: str | Path) -> Path:
-        """Write the conversation of ``kb`` as Markdown (questions, answers, cited sources)."""
+    def export_markdown(self, kb: str | None, path: str | Path, chat_id: str = "") -> Path:
+        """Write a conversation of ``kb`` as Markdown (questions, answers, cited sources)."""
         kb_name = self._kb_name(kb)
         lines = [f"# {kb_name}", ""]
-        for row in self.history(kb_name):
+        for row in self.history(kb_name, chat_id):
             lines += [f"## {row['question']}", "", row["answer"], ""]
             for s in row.get("sources", []):
                 if s["n"] in row.get("cited", []):

@@ -84,6 +84,12 @@ class FakeKB:
     def documents(self, kb=None):
         return [info for info, _ in self._kb(kb).values()]
 
+    def chunks(self, kb=None):
+        """(document, one Hit per page); a page's first line is its section title."""
+        for info, pages in list(self._kb(kb).values()):
+            yield info, [Hit(p, 0.0, info.source, p, text, section=text.strip().splitlines()[0] if text.strip() else "")
+                         for p, text in enumerate(pages, 1)]
+
     def remove(self, doc, kb=None):
         return self._kb(kb).pop(doc)[0]
 
@@ -142,8 +148,9 @@ class FakeAnswers:
         self.cited_inferred = False  # set True to mimic a model that cited nothing itself
         self.citations: list = []     # models.citations.Citation objects the next answers carry
         self.refused = False          # True: the model's answer is its own "not in the sources"
-        self.rows: dict[str, list[dict]] = {}
+        self.rows: dict[tuple[str, str], list[dict]] = {}   # (kb, conversation) -> turns
         self.backend_name = "fake"
+        self.loaded = False           # the first answer reports the "loading" stage
 
     def passages(self, question, kb=None):
         return [Source(h.rank, h.source, h.page, h.text, h.score) for h in self.kb.search(question, kb)]
@@ -154,14 +161,27 @@ class FakeAnswers:
     def set_backend(self, backend):
         pass
 
-    def ask(self, question, kb=None, *, think=None, cancel=None, use_history=True, chat=False):
+    def ask(self, question, kb=None, *, think=None, cancel=None, use_history=True, chat=False, on_stage=None,
+            chat_id=""):
+        from models.conversation import refusal_text
+
+        stage = on_stage or (lambda name, data=None: None)
         sources = self.passages(question, kb)
+        key = (kb or self.kb.settings.default_kb, chat_id)
         if not sources:
+            text = refusal_text("", self.kb.settings.ui_language, key[0])
             yield AnswerEvent("sources", data=[])
-            yield AnswerEvent("refusal", text="没有找到 / nothing found")
-            yield AnswerEvent("done", data=AnswerResult(question, "", "", [], True, "fake"))
+            yield AnswerEvent("refusal", text=text)
+            self.rows.setdefault(key, []).append({"question": question, "answer": text, "sources": [],
+                                                  "refused": True})
+            yield AnswerEvent("done", data=AnswerResult(question, text, "", [], True, "fake"))
             return
+        stage("retrieved", sources)
+        if not self.loaded:
+            self.loaded = True
+            stage("loading", None)
         yield AnswerEvent("sources", data=sources)
+        stage("reading", len(sources))
         for word in ["先", "想", "一", "想"]:
             time.sleep(self.delay)
             yield AnswerEvent("reasoning", text=word)
@@ -174,19 +194,21 @@ class FakeAnswers:
             yield AnswerEvent("answer", text=ch)
         result = AnswerResult(question, answer, "先想一想", sources, self.refused, "fake", {"ttft_ms": 5, "tok_per_s": 50},
                               cited_inferred=self.cited_inferred, citations=list(self.citations))
-        self.rows.setdefault(kb, []).append({"question": question, "answer": answer, "reasoning": "先想一想",
-                                            "sources": [s.__dict__ for s in sources], "refused": False})
+        self.rows.setdefault(key, []).append({"question": question, "answer": answer, "reasoning": "先想一想",
+                                             "sources": [s.__dict__ for s in sources], "refused": False,
+                                             "cited_inferred": self.cited_inferred,
+                                             "citations": [c.to_json() for c in self.citations]})
         yield AnswerEvent("done", data=result)
 
-    def history(self, kb=None):
-        return list(self.rows.get(kb, []))
+    def history(self, kb=None, chat_id=""):
+        return list(self.rows.get((kb or self.kb.settings.default_kb, chat_id), []))
 
-    def clear_history(self, kb=None):
-        self.rows.pop(kb, None)
+    def clear_history(self, kb=None, chat_id=""):
+        self.rows.pop((kb or self.kb.settings.default_kb, chat_id), None)
 
-    def export_markdown(self, kb, path):
-        Path(path).write_text("\n".join(f"## {r['question']}\n\n{r['answer']}" for r in self.history(kb)),
-                              encoding="utf-8")
+    def export_markdown(self, kb, path, chat_id=""):
+        rows = self.history(kb, chat_id)
+        Path(path).write_text("\n".join(f"## {r['question']}\n\n{r['answer']}" for r in rows), encoding="utf-8")
         return Path(path)
 
 

@@ -79,6 +79,8 @@ def test_drop_ingest_ask_cite_responsive(real_app, tmp_path):
     answer_gap, answer_ticks = app.dispatcher.max_gap_ms, app.dispatcher.ticks - ticks
     assert len(set(sizes)) >= 4, "the answer arrived in one piece, not streamed"
     assert tx.sources[t], "no sources were shown"
+    stages = app.chat.stages          # the model was loaded at start (warm-up): no "loading" stage
+    assert stages[:3] == ["searching", "retrieved", "reading"] and stages[-1] == "generating", stages
     assert app.chat.last_result is not None and not app.chat.last_result.refused
     # The work ran off the Tk thread: the event loop kept ticking through ingest and answer. The
     # longest gap is a timing (noisy on a busy machine): written down, not asserted.

@@ -32,7 +32,8 @@ def _outside(root, widgets: dict) -> list[str]:
     for name, w in widgets.items():
         x, y = w.winfo_rootx() - rx, w.winfo_rooty() - ry
         width, height = w.winfo_width(), w.winfo_height()
-        if not w.winfo_ismapped() or width < 8 or height < 8 or x < 0 or y < 0 \
+        least = 5 if w.winfo_class() == "TProgressbar" else 8   # the theme's progress bars are thin by design
+        if not w.winfo_ismapped() or width < least or height < least or x < 0 or y < 0 \
                 or x + width > rw or y + height > rh:
             bad.append(f"{name} at {x},{y} {width}x{height} in {rw}x{rh}")
     return bad
@@ -44,20 +45,27 @@ def _controls(app) -> dict:
              "transcript": chat.transcript, "status bar": app.status, "document list": kb.tree,
              "kb choice": kb.kb_box, "ingest stop": kb.stop_button, "ingest results": kb.results,
              "ingest progress": kb.progress}
-    named.update({f"chat tool {i}": b for i, b in enumerate(chat.info.master.winfo_children())
-                  if b.winfo_class() == "TButton"})
+    named.update({f"chat tool {i}": b for i, b in enumerate(chat.tool_buttons)})
     kb_buttons = [b for row in kb.winfo_children() if row.winfo_class() == "TFrame"
                   for b in row.winfo_children() if b.winfo_class() == "TButton"]
     assert len(kb_buttons) >= 8, "the kb panel's buttons were not found"
     named.update({f"kb button {i}": b for i, b in enumerate(kb_buttons)})
+    named.update({f"chats button {i}": b for i, b in enumerate(app.chats_pane.buttons)})
+    named.update({"chat list": app.chats_pane.listbox, "stage line": chat.stage_row})
+    named.update({f"toolbar {i}": b for i, b in enumerate(app.toolbar)})
     return named
 
 
-@pytest.mark.parametrize("available", [True, False], ids=["model", "first-run"])
-def test_every_control_on_screen(make_app, available):
+@pytest.mark.parametrize("available,lang", [(True, "zh"), (False, "zh"), (True, "en"), (False, "en")],
+                         ids=["model-zh", "first-run-zh", "model-en", "first-run-en"])
+def test_every_control_on_screen(make_app, settings, available, lang):
     from app.main import MIN_SIZE
 
+    settings.set("ui_language", lang, persist=False)
     app = make_app(available=available)
+    from tests.fakes import pump
+
+    assert pump(app.root, lambda: app.model_ok is not None and (available or app.first_run is not None))
     for width, height in [*SIZES, MIN_SIZE]:
         app.root.geometry(f"{width}x{height}")
         controls = _controls(app)

@@ -107,7 +107,7 @@ def test_history_survives_restart_and_exports(make_app, tmp_path):
         assert pump(app2.root, lambda: "宪法" in app2.chat.transcript.text.get("1.0", "end"))
         out = tmp_path / "对话.md"
         app2.chat.export_to(str(out))
-        assert pump(app2.root, lambda: out.exists())
+        assert pump(app2.root, lambda: str(out) in app2.chat.info.cget("text"))   # the export job finished
         assert "## 宪法" in out.read_text(encoding="utf-8")
     finally:
         app2.close()
@@ -132,10 +132,11 @@ def test_settings_dialog_saves_to_file(make_app):
     app.open_settings()
     assert pump(app.root, lambda: any(w.winfo_class() == "Toplevel" for w in app.root.winfo_children()))
     dialog = next(w for w in app.root.winfo_children() if w.winfo_class() == "Toplevel")
+    assert "English" in dialog.widgets["ui_language"].cget("values")   # names, not codes
     dialog.vars["top_k"].set("9")
-    dialog.vars["ui_language"].set("en")
+    dialog.vars["ui_language"].set("English")
     dialog.vars["temperature"].set("hot")
-    assert dialog.save() is None and "temperature" in dialog.error.cget("text")
+    assert dialog.save() is None and dialog.error.cget("text").startswith("温度：")   # in the UI language
     dialog.vars["temperature"].set("0.7")
     assert dialog.save() == {"top_k": 9, "ui_language": "en", "temperature": 0.7}
     saved = yaml.safe_load(app.settings.path.read_text(encoding="utf-8"))

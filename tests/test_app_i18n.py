@@ -1,0 +1,157 @@
+"""One language: walk every window of the app (main window after an ingest, an answer, a
+refusal and a reload; menus; Settings; About; the page viewer; the first-run panel; Tk's own
+dialog strings) in Chinese and in English, and find no string of the other language.
+Allowed: file and knowledge-base names, model ids, product and licence names, key names."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.gui
+
+#: Names that stay as they are in both languages (products, formats, keys, licences, backends).
+ALLOWED = {"TQT-s", "PDF", "Word", "Markdown", "OCR", "BM25", "LoRA", "top-k", "think", "Hugging", "Face",
+           "ModelScope", "GGUF", "Ollama", "Qwen", "Ctrl", "Enter", "Esc", "Shift", "F1", "F9", "Tk", "Python",
+           "linux", "darwin", "win32", "English", "transformers", "ollama", "llamacpp", "MIT", "Apache", "AGPL",
+           "TCL", "Tcl", "chromadb", "TRL", "sentence", "PyMuPDF", "python", "docx", "jieba", "bm25s", "vosk",
+           "tkinterdnd2", "sv", "ttk", "ms", "Instruct", "OK", "cpu", "cuda", "mps"}
+ALLOWED_TEXT = ["Qwen2.5-0.5B-Instruct", "TQT-s", "top-k", "Hugging Face", "sv-ttk", "sentence-transformers", "python-docx", "Tcl/Tk"]
+UI_TAGS = ("who", "srchdr", "note", "thinkhdr", "score", "refusal", "unverified")
+WORD = re.compile(r"[A-Za-z][A-Za-z0-9]+")
+CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+
+
+def _var_text(w) -> str:
+    try:
+        name = str(w.cget("textvariable"))
+        return str(w.getvar(name)) if name else ""
+    except Exception:  # noqa: BLE001 - widgets without the option
+        return ""
+
+
+def ui_strings(widget) -> list[str]:
+    """Every user-visible string under ``widget``: texts, titles, headings, choices, menu
+    entries, and the UI-made parts of the conversation (not the documents' or model's words)."""
+    out: list[str] = []
+    cls = widget.winfo_class()
+    if cls in ("Tk", "Toplevel"):
+        out.append(widget.title())
+    if cls not in ("TEntry", "TCombobox", "Entry", "TSpinbox"):   # what is typed there is data, not UI
+        try:
+            out.append(str(widget.cget("text")))
+        except Exception:  # noqa: BLE001 - widgets without the option
+            pass
+        out.append(_var_text(widget))
+    if cls == "TCombobox":
+        out += [str(v) for v in widget.cget("values")]
+    elif cls == "Treeview":
+        out += [widget.heading(c)["text"] for c in widget.cget("columns")]
+    elif cls == "Menu":
+        last = widget.index("end")
+        for i in range(0 if last is None else last + 1):
+            if widget.type(i) in ("command", "cascade", "radiobutton", "checkbutton"):
+                out += [str(widget.entrycget(i, "label")), str(widget.entrycget(i, "accelerator"))]
+    elif cls == "Text":
+        for tag in UI_TAGS + tuple(t for t in widget.tag_names() if t in ("ok", "skip", "fail")):
+            r = widget.tag_ranges(tag)
+            out += [widget.get(r[i], r[i + 1]) for i in range(0, len(r), 2)]
+    for child in widget.winfo_children():
+        out += ui_strings(child)
+    return [s.strip() for s in out if s and s.strip()]
+
+
+def foreign(strings: list[str], lang: str, allowed_text: list[str]) -> list[str]:
+    """The strings that hold words of the other language (after removing ``allowed_text``)."""
+    bad = []
+    for s in strings:
+        t = s
+        for a in sorted(allowed_text + ALLOWED_TEXT, key=len, reverse=True):
+            t = t.replace(a, " ")
+        if lang == "zh":
+            words = [w for w in WORD.findall(t) if w not in ALLOWED and not re.fullmatch(r"[A-Za-z]?\d+\w*", w)]
+            if words:
+                bad.append(f"{s!r} ({', '.join(words)})")
+        elif CJK.search(t.replace("中文", "")):
+            bad.append(repr(s))
+    return bad
+
+
+def tk_dialog_strings(root) -> list[str]:
+    """What Tk's message box and file dialogs will say, from its message catalogue."""
+    keys = ["&Yes", "&No", "&OK", "&Cancel", "&Open", "&Save", "File &names:", "Files of &type:",
+            "&Directory:", "Show &Hidden Files and Directories", "Choose Directory", "All Files"]
+    return [str(root.tk.call("namespace", "eval", "::tk", ["::msgcat::mc", k])).replace("&", "") for k in keys]
+
+
+def make_pdf(path, pages):
+    import pymupdf
+
+    doc = pymupdf.open()
+    for text in pages:
+        doc.new_page().insert_text((72, 72), text, fontname="china-s", fontsize=12)
+    doc.save(path)
+    return path
+
+
+TEXTS = {"zh": ("资料.pdf", ["第一章 总纲\n宪法 国家", "第二章 公民\n宪法 权利"], "宪法", "没有的东西"),
+         "en": ("notes.pdf", ["Chapter One\nconstitution state", "Chapter Two\nconstitution rights"],
+                "constitution", "nothing here")}
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_no_string_of_the_other_language(make_app, settings, tmp_path, lang):
+    from tests.fakes import pump
+
+    settings.set("ui_language", lang, persist=False)
+    name, pages, question, missing = TEXTS[lang]
+    pdf = make_pdf(tmp_path / name, pages)
+    app = make_app()
+    assert pump(app.root, lambda: app.model_ok is not None and not app.dispatcher.jobs)
+    allowed = [str(pdf), name, app.kb_name, settings.model, settings.embedding_model, str(settings.home),
+               settings.ollama_model]
+    app.kb_panel.ingest([str(pdf)])
+    assert pump(app.root, lambda: app.kb_panel.ingest_job is None and app.kb_panel.tree.exists(str(pdf)))
+    app.chats_pane.new()                       # a fresh chat: the welcome panel with example questions
+    assert pump(app.root, lambda: len(app.chat.welcome.buttons) >= 2)
+    app.services.answers.cited_inferred = True
+    app.chat.ask(question)
+    assert pump(app.root, lambda: not app.chat.busy)
+    app.chat.ask(missing)                      # a refusal, in the UI language
+    assert pump(app.root, lambda: not app.chat.busy)
+    app.select_chat(app.chat.conversation, reload=True)   # reloaded history: notes and marks again
+    assert pump(app.root, lambda: app.chat.transcript.turn_count() == 2 and not app.dispatcher.jobs)
+    app.open_settings()
+    app.open_about()
+    app.open_source(str(pdf), 1)
+    assert pump(app.root, lambda: sum(w.winfo_class() == "Toplevel" for w in app.root.winfo_children()) >= 3
+                and app.viewer.page == 1)
+    app.root.update()
+
+    strings = ui_strings(app.root) + tk_dialog_strings(app.root)
+    assert len(strings) > 80, "the walk found too few strings to mean anything"
+    assert app.tr("chat.cited_inferred") in strings and app.tr("chats.title") in strings
+    assert "\n".join(foreign(strings, lang, allowed)) == ""
+
+    first = make_app(available=False)         # the first-run panel
+    assert pump(first.root, lambda: first.first_run is not None)
+    assert "\n".join(foreign(ui_strings(first.root), lang, allowed)) == ""
+
+
+def test_the_walk_finds_a_foreign_string(make_app, settings):
+    """The check itself: an English label in the Chinese UI, and a Chinese one in the English UI, are found."""
+    from tkinter import ttk
+
+    app = make_app()
+    ttk.Label(app.root, text="Chunks").pack()
+    assert foreign(ui_strings(app.root), "zh", []) == ["'Chunks' (Chunks)"]
+    assert foreign(["分块"], "en", []) == ["'分块'"]
+
+
+def test_ingest_progress_in_the_ui_language(make_app, settings):
+    from kb.types import Progress
+
+    app = make_app()
+    msg = Progress("page", "{name}: page {page}/{pages}", name="a.pdf", page=3, pages=30)
+    assert app.kb_panel.progress_text(msg) == "a.pdf：第 3/30 页"
+    assert app.kb_panel.progress_text("b.pdf") == "b.pdf"           # a file name stays as it is
