@@ -203,7 +203,8 @@ class KnowledgeBaseService:
         """
         with self._lock:
             base = self._kb(kb, create=False)
-            infos = [d for d in self.documents(kb) if doc in (d.source, d.name, str(Path(doc).expanduser().resolve()))
+            full = str(Path(doc).expanduser().resolve())   # (a full path names one document, never all of them)
+            infos = [d for d in self.documents(kb) if doc in (d.source, d.name) or full == d.source
                      or (len(doc) >= 6 and d.sha256.startswith(doc.lower()))]
             if len(infos) != 1:
                 names = ", ".join(d.source for d in infos)
