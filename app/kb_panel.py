@@ -11,6 +11,8 @@ import tkinter as tk
 from pathlib import Path
 from tkinter import filedialog, messagebox, simpledialog, ttk
 
+from app.folder_sync import SyncRow  # "keep this folder in sync" (its own module)
+
 STATUS_TAGS = {"added": "ok", "updated": "ok", "skipped": "skip", "failed": "fail"}
 
 
@@ -33,6 +35,8 @@ class KBPanel(ttk.Frame):
         self.checked: set[str] = set()             # knowledge bases checked since the app opened
         self._build_kb_row()
         self._build_ingest()      # packed from the bottom before the list: it stays visible when short
+        self.sync_row = SyncRow(self, app)
+        self.sync_row.pack(side="bottom", fill="x", pady=(4, 0))
         self._build_docs()
 
     # -- layout --------------------------------------------------------------------------
