@@ -8,6 +8,10 @@ Layout under ``settings.store_dir``::
     kbs/<collection>/pending/<version>.json  an update in flight (for crash recovery)
     kbs/<collection>/bm25/        the persisted BM25 index (kb.retrieval)
 
+With a shared Chroma server (setting ``chroma_url``) the same design runs over chromadb's
+HttpClient: :mod:`kb.server_store` subclasses :class:`KnowledgeBase` and keeps the manifest,
+pending markers, BM25 tokens and the write lock (a lease) in the server instead of these files.
+
 Display names (any Unicode) map to collection names ``kb-<ascii slug>-<8 hex>`` (chromadb allows
 [a-zA-Z0-9._-], 3-512 chars); the display name lives in the collection metadata.
 
