@@ -12,6 +12,10 @@ Starts ``chroma run`` on a free port of 127.0.0.1 (over a temp folder), then:
    a third data dir rebuilds it from the tokens in the server's chunk rows);
 4. every query (hybrid, top-5) ``--repeats`` times on each store: median and p95 latency.
 
+Ingest time is split out: "store writes" is the time inside ``KnowledgeBase.put_documents``
+(chunk rows, BM25 tokens, manifest, under the write lock / lease); the rest is parsing
+(PyMuPDF, python-docx, OCR) and tokenizing, the same code for both stores.
+
 Prints both side by side with the server / embedded ratio, the load average at start and end
 (the machine may be shared: compare ratios from one run, not numbers across runs).
 """
@@ -81,12 +85,31 @@ def _service(home: Path, embedder, url: str = ""):
     return KnowledgeBaseService(load_settings(home, chroma_url=url or None), embedder=embedder)
 
 
+_STORE_S = [0.0]     # seconds spent in KnowledgeBase.put_documents (chunk rows, tokens, manifest)
+
+
+def _timed_puts() -> None:
+    """Count the time of every store write (the part of an ingest that differs between stores)."""
+    from kb.store import KnowledgeBase
+
+    real = KnowledgeBase.put_documents
+
+    def put_documents(self, items, cancel=None):
+        t = time.perf_counter()
+        try:
+            return real(self, items, cancel)
+        finally:
+            _STORE_S[0] += time.perf_counter() - t
+    KnowledgeBase.put_documents = put_documents
+
+
 def _ingest(svc, docs: Path) -> dict:
+    _STORE_S[0] = 0.0
     with Stopwatch() as sw:
         results = svc.ingest([docs])
     ok = [r for r in results if r.status in ("added", "updated")]
-    return {"seconds": sw.seconds, "files": len(ok), "chunks": sum(r.chunks for r in ok),
-            "failed": sum(r.status == "failed" for r in results)}
+    return {"seconds": sw.seconds, "store_seconds": _STORE_S[0], "files": len(ok),
+            "chunks": sum(r.chunks for r in ok), "failed": sum(r.status == "failed" for r in results)}
 
 
 def _searches(svc, repeats: int) -> dict:
@@ -122,6 +145,7 @@ def main(argv=None) -> int:
     model = {"minilm": OFFLINE / "all-MiniLM-L6-v2", "e5": OFFLINE / "multilingual-e5-small"}.get(args.embedder,
                                                                                                   Path(args.embedder))
     embedder = CachedEmbedder(Embedder(str(model)))
+    _timed_puts()
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="tqts-bench-server-") as tmp:
         tmp = Path(tmp)
@@ -148,6 +172,8 @@ def main(argv=None) -> int:
               "embedded": {"ingest": ing_e, "first_search_s": first_e, "search": s_e},
               "server": {"ingest": ing_s, "first_search_s": first_s, "search": s_s}}
     rows = [("ingest (s, vectors cached)", ing_e["seconds"], ing_s["seconds"], ratio(ing_s["seconds"], ing_e["seconds"])),
+            ("  of which store writes (s)", ing_e["store_seconds"], ing_s["store_seconds"],
+             ratio(ing_s["store_seconds"], ing_e["store_seconds"])),
             ("chunks stored", ing_e["chunks"], ing_s["chunks"], None),
             ("first search, new client (s)", first_e, first_s, ratio(first_s, first_e)),
             ("search median (ms)", s_e["median_ms"], s_s["median_ms"], ratio(s_s["median_ms"], s_e["median_ms"])),
