@@ -8,7 +8,7 @@ folder is ingested (unchanged files are skipped by sha256) and documents of the 
 are gone are removed.
 
 A file is taken only when it is *stable*: no event for ``quiet_s`` seconds, the same size and
-mtime at two looks ``quiet_s`` apart, and (where the platform reports opens and closes, Linux
+mtime as at its last event (else it waits another ``quiet_s``: a change no event reported), and (where the platform reports opens and closes, Linux
 inotify) no handle of any process open on it. A copy in progress, or a file a program keeps
 open while writing, is therefore not ingested half-written; it is once the writer closes it
 (or, when no close is ever reported, after ``max_open_s`` of silence).
@@ -60,7 +60,7 @@ class SyncEvent:
 @dataclass
 class _Seen:
     last_event: float
-    stat: tuple | None = None      # (size, mtime_ns) at the last look
+    stat: tuple | None = None      # (size, mtime_ns) at the last event or look
 
 
 @dataclass
@@ -148,7 +148,7 @@ class FolderSync:
                 if kind in ("opened", "closed_no_write"):   # reads (our own ingest too) are not changes
                     continue
                 seen = self._seen.setdefault(p, _Seen(now))
-                seen.last_event, seen.stat = now, None
+                seen.last_event, seen.stat = now, _stat(p)    # compared with a look quiet_s later
         self._wake.set()
 
     def _relevant(self, p: str, is_dir: bool) -> bool:
@@ -192,7 +192,7 @@ class FolderSync:
                 if self._opens.get(p) and quiet < self.max_open_s:     # a writer still has it open
                     continue
                 stat = _stat(p)
-                if stat is not None and stat != seen.stat:     # first look, or it changed without an event
+                if stat is not None and stat != seen.stat:     # it changed without an event
                     seen.stat, seen.last_event = stat, now
                     continue
                 ready.append(p)
