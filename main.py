@@ -5,6 +5,7 @@
     python main.py search QUERY         hybrid search
     python main.py kb list|docs|remove|reembed  manage knowledge bases
     python main.py kb check|repair      find and fix inconsistencies
+    python main.py watch FOLDER         keep a folder in sync with a knowledge base
     python main.py ask QUESTION         a streamed, cited answer
     python main.py models ...           list/import/pull/use/export-ollama
     python main.py voice pull LANG      fetch a vosk model (online users)
@@ -32,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--k", type=int, help="top-k (default: settings top_k)")
     s.add_argument("--json", action="store_true", help="print a JSON list of hits")
     s.add_argument("query", nargs="+")
+
+    s = sub.add_parser("watch", help="keep a folder in sync with a knowledge base (new, changed, deleted files)")
+    s.add_argument("--kb", help="knowledge base name (default: settings default_kb)")
+    s.add_argument("--quiet-s", type=float, help="seconds a file must stay unchanged before it is taken "
+                   "(default: settings watch_quiet_s)")
+    s.add_argument("folder")
 
     kb = sub.add_parser("kb", help="manage knowledge bases").add_subparsers(dest="kb_command", required=True)
     kb.add_parser("list", help="knowledge bases with document and chunk counts")
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if cmd is None:
         from app.main import run_app
         return run_app(settings)
-    if cmd in ("ingest", "search", "kb"):
+    if cmd in ("ingest", "search", "kb", "watch"):
         from kb import cli
         name = cmd if cmd != "kb" else f"kb_{args.kb_command}"
     elif cmd in ("ask", "models"):

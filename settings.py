@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "reranker_model": "",              # optional cross-encoder folder / hub id ("" = off)
     "ingest_workers": 1,               # 1: parse files in a worker process during ingest; 0: in the ingest thread
     "kb_lock_timeout_s": 600.0,        # seconds a write waits while another TQT-s process writes to the same KB
+    "chroma_url": "",                  # "" = embedded store in the data dir; http://HOST:PORT = a shared `chroma run` server
+    "watched_folders": {},             # knowledge base -> [folders the app keeps in sync, resumed on start]
+    "watch_quiet_s": 2.0,              # seconds a watched file must stay unchanged before it is ingested
     "max_file_mb": 512,                # files larger than this (MB on disk) are refused before reading
     "max_uncompressed_mb": 512,        # a .docx whose zip unpacks to more (MB) is refused unopened (zip bomb)
     "file_time_budget_s": 900.0,       # seconds one file may parse in the worker; then it is abandoned, the worker restarted

@@ -13,6 +13,7 @@ from tkinter import filedialog, messagebox, ttk
 
 from app.chats import ChatsPane
 from app.dialogs import Tooltip, ask_string
+from app.folder_sync import SyncRow  # "keep this folder in sync" (its own module)
 from app.layout import wrap_row
 
 STATUS_TAGS = {"added": "ok", "updated": "ok", "skipped": "skip", "failed": "fail"}
@@ -40,6 +41,8 @@ class KBPanel(ttk.Frame):
         self.chats_pane = ChatsPane(self, app)
         self.chats_pane.pack(fill="x", pady=(0, 8))
         self._build_ingest()      # packed from the bottom before the list: it stays visible when short
+        self.sync_row = SyncRow(self, app)
+        self.sync_row.pack(side="bottom", fill="x", pady=(4, 0))
         self._build_docs()
         self.recolor(app.palette)
 

@@ -196,3 +196,51 @@ def cmd_kb_repair(args, settings) -> int:
         after = svc.check(rep.kb)[0]
         print("now: " + " | ".join(after.lines()))
     return 1 if failed else 0
+
+
+def cmd_watch(args, settings) -> int:
+    """Keep a folder in sync with a knowledge base until Ctrl-C (kb/folder_sync.py): one line
+    per file added, updated, removed or failed; progress of long ingests on stderr.
+
+    Returns:
+        0 after Ctrl-C (or SIGTERM), 2 when the folder does not exist.
+    """
+    import signal
+    import threading
+
+    from kb.folder_sync import FolderSync
+
+    svc = _service(settings)
+    svc.on_wait = lambda m: print(m, file=sys.stderr, flush=True)
+    done = threading.Event()
+
+    def show(ev) -> None:
+        if ev.kind == "result" and ev.result.status != "skipped":
+            r = ev.result
+            print(f"{_MARK.get(r.status, '?')} {r.status:8s} {r.path}" + (f": {r.message}" if r.message else ""), flush=True)
+        elif ev.kind == "removed":
+            print(f"- removed  {ev.path}", flush=True)
+        elif ev.kind == "error":
+            print(f"error: {ev.message}", file=sys.stderr, flush=True)
+        elif ev.kind == "progress" and ev.total > 1:
+            print(f"  {ev.done:.1f}/{ev.total:.0f} files: {ev.message}", file=sys.stderr, flush=True)
+        elif ev.kind == "started":
+            print(f"watching {ev.path} for knowledge base {args.kb or settings.default_kb!r} "
+                  f"({ev.count} file(s) ingested at start); Ctrl-C stops", flush=True)
+        elif ev.kind == "stopped":
+            done.set()
+
+    quiet = args.quiet_s if args.quiet_s is not None else float(getattr(settings, "watch_quiet_s", 2.0))
+    try:
+        sync = FolderSync(svc, args.folder, args.kb, on_event=show, quiet_s=quiet).start()
+    except FileNotFoundError as e:
+        return _err(str(e))
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    sync.stop(timeout=60)
+    print(f"stopped watching {sync.folder}", flush=True)
+    return 0

@@ -94,7 +94,7 @@ def _reembed_locked(store: Store, old: KnowledgeBase, name: str, embedder, *, he
     new_dir = store.dir / "kbs" / col.name
     try:
         shutil.copytree(old.dir, new_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("pending", "*.tmp"))
-        new = KnowledgeBase(store.dir, col)
+        new = store.kb_class(store.dir, col)
         for i in range(0, len(ids), GROUP):
             if cancel is not None and cancel.is_set():
                 raise InterruptedError("cancelled; the knowledge base keeps its old vectors")

@@ -110,12 +110,8 @@ def check(kb, vector_index: bool = True) -> CheckReport:
 def _pending_versions(kb) -> set[str]:
     """Versions named by ``pending/`` markers (written by writers that are alive or crashed)."""
     out: set[str] = set()
-    for marker in (Path(kb.dir) / "pending").glob("*.json"):
-        try:
-            info = json.loads(marker.read_text(encoding="utf-8"))
-            out.update(v for v in list(info.get("new") or []) + list(info.get("old") or []) if v)
-        except (OSError, ValueError):
-            out.add(marker.stem.removeprefix("rm-"))
+    for _name, info in kb._markers():
+        out.update(v for v in list(info.get("new") or []) + list(info.get("old") or []) if v)
     return out
 
 
@@ -135,8 +131,7 @@ def _check_once(kb, vector_index: bool) -> CheckReport:
             rep.duplicates.append(source)
         seen_sha.setdefault(d["sha256"], source)
     rep.orphan_versions = sorted(v for v in rows if v not in current)
-    tdir = Path(kb.dir) / "tokens"
-    rep.orphan_tokens = sorted(p.stem for p in tdir.glob("*.json") if p.stem not in current) if tdir.exists() else []
+    rep.orphan_tokens = [v for v in kb.token_versions() if v not in current]
     if vector_index and total:
         import numpy as np
 
@@ -165,20 +160,18 @@ def fix_in_place(kb, rep: CheckReport, log=lambda msg: None) -> list[str]:
         files (:meth:`kb.service.KnowledgeBaseService.repair` does).
     """
     from kb import retrieval
-    from kb.store import write_json_atomic
 
     if rep.orphan_versions:
         kb.collection.delete(where={"version": {"$in": rep.orphan_versions}})
         log(f"deleted the chunks of {len(rep.orphan_versions)} leftover version(s)")
     for v in rep.orphan_tokens:
-        (Path(kb.dir) / "tokens" / f"{v}.json").unlink(missing_ok=True)
+        kb._drop_tokens(v)
     docs = kb.manifest()["docs"]
     for source in rep.missing_tokens:
         version = docs[source]["version"]
         got = kb.collection.get(where={"version": version}, include=["documents"])
         pairs = sorted(zip(got["ids"], got["documents"], strict=True))
-        write_json_atomic(Path(kb.dir) / "tokens" / f"{version}.json",
-                          {"ids": [c for c, _ in pairs], "tokens": [retrieval.tokenize(t or "") for _, t in pairs]})
+        kb._save_tokens(version, [c for c, _ in pairs], [retrieval.tokenize(t or "") for _, t in pairs])
         log(f"rebuilt the BM25 tokens of {Path(source).name}")
     for i in range(0, len(rep.unindexed), 1000):
         part = rep.unindexed[i:i + 1000]
@@ -193,7 +186,7 @@ def fix_in_place(kb, rep: CheckReport, log=lambda msg: None) -> list[str]:
         versions = [docs[s]["version"] for s in drop]
         kb.collection.delete(where={"version": {"$in": versions}})
         for v in versions:
-            (Path(kb.dir) / "tokens" / f"{v}.json").unlink(missing_ok=True)
+            kb._drop_tokens(v)
         log(f"dropped {len(drop)} inconsistent document(s) from the manifest")
     kb._flip({})               # a new generation: every process rebuilds its BM25 index
     return [s for s in rep.missing_chunks if s in docs]

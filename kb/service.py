@@ -107,7 +107,9 @@ class KnowledgeBaseService:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.settings.store_dir, self.embedder)
+            from kb.server_store import open_store
+
+            self._store = open_store(self.settings, self.embedder)
         return self._store
 
     def _kb(self, name: str | None, create: bool = True, write: bool = True, on_wait=None) -> KnowledgeBase:
@@ -144,7 +146,7 @@ class KnowledgeBaseService:
         with self._lock:
             out = []
             for name, col in sorted(self.store.collections().items()):
-                kb = KnowledgeBase(self.store.dir, col)
+                kb = self.store.kb_class(self.store.dir, col)
                 docs = kb.manifest()["docs"]
                 out.append(KBInfo(name, col.name, len(docs), sum(d.get("chunks", 0) for d in docs.values()),
                                   {"embedding_model": (col.metadata or {}).get("embedding_model", "")}))
@@ -180,6 +182,9 @@ class KnowledgeBaseService:
         from kb import reembed
 
         with self._lock:
+            if getattr(self.settings, "chroma_url", ""):
+                raise ValueError("re-embedding is not available with a Chroma server (chroma_url) yet: clear "
+                                 "chroma_url, or make a new knowledge base and ingest the documents again")
             self.embedder.dimension  # noqa: B018 - load the model (clear error) before touching the store
             base = reembed.reembed(self.store, kb or self.settings.default_kb, self.embedder,
                                    headers=bool(getattr(self.settings, "chunk_headers", True)),
@@ -204,7 +209,8 @@ class KnowledgeBaseService:
         """
         with self._lock:
             base = self._kb(kb, create=False)
-            infos = [d for d in self.documents(kb) if doc in (d.source, d.name, str(Path(doc).expanduser().resolve()))
+            full = str(Path(doc).expanduser().resolve())   # (a full path names one document, never all of them)
+            infos = [d for d in self.documents(kb) if doc in (d.source, d.name) or full == d.source
                      or (len(doc) >= 6 and d.sha256.startswith(doc.lower()))]
             if len(infos) != 1:
                 names = ", ".join(d.source for d in infos)
@@ -249,7 +255,10 @@ class KnowledgeBaseService:
             if any(r.status in ("added", "updated") for r in run.results):
                 if on_progress:
                     on_progress(len(files), len(files), Progress("indexing", "indexing (BM25)"))
-                _reindex(base)
+                try:
+                    _reindex(base)
+                except ConnectionError as e:   # the Chroma server went away: the next search rebuilds it
+                    log.warning("BM25 index not rebuilt: %s", e)
             return run.results
 
     # -- search -----------------------------------------------------------------------------
@@ -535,6 +544,8 @@ class _IngestRun:
                 return {**item, "result": IngestResult(source, "skipped", "unchanged", d.get("pages", 0),
                                                        d.get("chunks", 0), d.get("ocr_pages", 0))}
             self.svc._check_model(self.base)
+        except ConnectionError as e:           # the Chroma server (chroma_url) did not answer
+            return {**item, "result": IngestResult(str(path), "failed", str(e))}
         except OSError as e:
             return {**item, "result": IngestResult(str(path), "failed", loaders.os_error_line(e))}
         except (loaders.LoaderError, ValueError) as e:
@@ -565,7 +576,10 @@ class _IngestRun:
         reported after the files queued before it."""
         i, path = item["i"], item["path"]
         self.step(i, path.name)
-        prep = item.get("result") or self.twin(item) or self.parse(item, window)
+        try:
+            prep = item.get("result") or self.twin(item) or self.parse(item, window)
+        except ConnectionError as e:           # the Chroma server (chroma_url) went away
+            prep = IngestResult(str(path), "failed", str(e))
         if isinstance(prep, IngestResult):
             self.flush()
             self.emit(prep)
@@ -646,7 +660,7 @@ class _IngestRun:
             at += n
         try:
             entries = self.base.put_documents(items, self.cancel)
-        except (InterruptedError, StoreBusy) as e:
+        except (InterruptedError, StoreBusy, ConnectionError) as e:   # ConnectionError: the Chroma server went away
             msg = "cancelled" if isinstance(e, InterruptedError) else str(e)
             for p in pending:
                 self.emit(IngestResult(p["source"], "failed", f"{msg}; nothing of this file was stored"))

@@ -8,6 +8,10 @@ Layout under ``settings.store_dir``::
     kbs/<collection>/pending/<version>.json  an update in flight (for crash recovery)
     kbs/<collection>/bm25/        the persisted BM25 index (kb.retrieval)
 
+With a shared Chroma server (setting ``chroma_url``) the same design runs over chromadb's
+HttpClient: :mod:`kb.server_store` subclasses :class:`KnowledgeBase` and keeps the manifest,
+pending markers, BM25 tokens and the write lock (a lease) in the server instead of these files.
+
 Display names (any Unicode) map to collection names ``kb-<ascii slug>-<8 hex>`` (chromadb allows
 [a-zA-Z0-9._-], 3-512 chars); the display name lives in the collection metadata.
 
@@ -240,6 +244,10 @@ class KnowledgeBase:
             write_json_atomic(stamp, client._tqts_id)
 
     # -- manifest ---------------------------------------------------------------------------
+    #: True (server mode): each chunk row carries its BM25 tokens (metadata ``bm25``) instead of
+    #: a ``tokens/<version>.json`` file, so they are written with the chunks in the same ``add``
+    TOKENS_IN_ROWS = False
+
     def manifest(self) -> dict:
         """``{"generation": int, "docs": {source: {sha256, version, pages, chunks, ...}}}``."""
         path = self.dir / "manifest.json"
@@ -264,7 +272,44 @@ class KnowledgeBase:
                 m["docs"][source] = entry
         m["generation"] = m.get("generation", 0) + 1
         m["writer"] = os.getpid()
+        self._write_manifest(m)
+
+    def _write_manifest(self, m: dict) -> None:
+        """Replace the manifest in one atomic step (here: temp file + rename)."""
         write_json_atomic(self.dir / "manifest.json", m)
+
+    # -- side records: pending markers and BM25 tokens (kb/server_store.py keeps them in the server)
+    def _write_marker(self, name: str, info: dict) -> None:
+        """Record an update in flight (``{"new": [...], "old": [...], "pid"}``) before writing it."""
+        write_json_atomic(self.dir / "pending" / f"{name}.json", info)
+
+    def _markers(self) -> list[tuple[str, dict]]:
+        """``(name, info)`` of every pending marker, by name; a marker cut short by a crash
+        reads as ``{"new": [its version], "old": []}`` (its name is the version)."""
+        folder = self.dir / "pending"
+        out = []
+        for marker in sorted(folder.glob("*.json")) if folder.exists() else []:
+            try:
+                info = json.loads(marker.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                info = {"new": [marker.stem.removeprefix("rm-")], "old": []}
+            out.append((marker.stem, info))
+        return out
+
+    def _drop_marker(self, name: str) -> None:
+        (self.dir / "pending" / f"{name}.json").unlink(missing_ok=True)
+
+    def _save_tokens(self, version: str, ids: list[str], tokens: list[list[str]]) -> None:
+        """Store the BM25 tokens of a version's chunks (``ids`` in chunk order)."""
+        write_json_atomic(self.dir / "tokens" / f"{version}.json", {"ids": ids, "tokens": tokens}, sync=False)
+
+    def _drop_tokens(self, version: str) -> None:
+        (self.dir / "tokens" / f"{version}.json").unlink(missing_ok=True)
+
+    def token_versions(self) -> list[str]:
+        """Versions that have a stored tokens record (``kb check`` looks for leftovers)."""
+        tdir = self.dir / "tokens"
+        return sorted(p.stem for p in tdir.glob("*.json")) if tdir.exists() else []
 
     def current_versions(self) -> set[str]:
         return {d["version"] for d in self.manifest()["docs"].values()}
@@ -309,18 +354,19 @@ class KnowledgeBase:
         """:meth:`put_documents` for documents not stored yet; the caller holds the write lock."""
         versions = [uuid.uuid4().hex[:12] for _ in items]
         olds = [docs.get(it[0], {}).get("version") for it in items]
-        write_json_atomic(self.dir / "pending" / f"{versions[0]}.json",
-                          {"new": versions, "old": [o for o in olds if o], "pid": os.getpid()})
+        self._write_marker(versions[0], {"new": versions, "old": [o for o in olds if o], "pid": os.getpid()})
         ids, metas, texts, vecs = [], [], [], []
         for (source, entry, chunks, emb, tokens), version in zip(items, versions, strict=True):
             vids = [f"{version}-{c.index:05d}" for c in chunks]
-            write_json_atomic(self.dir / "tokens" / f"{version}.json", {"ids": vids, "tokens": tokens}, sync=False)
+            if not self.TOKENS_IN_ROWS:
+                self._save_tokens(version, vids, tokens)
             ids += vids
             texts += [c.text for c in chunks]
             vecs.append(np.asarray(emb, dtype=np.float32).reshape(len(chunks), -1))
             metas += [{"source": source, "sha256": entry["sha256"], "version": version, "chunk_index": c.index,
                        "page": c.page_start or 0, "page_end": c.page_end or 0, "section": c.section}
-                      for c in chunks]
+                      | ({"bm25": " ".join(tok)} if self.TOKENS_IN_ROWS else {})
+                      for c, tok in zip(chunks, tokens, strict=True)]
         embeddings = np.concatenate(vecs) if vecs else np.zeros((0, 1), dtype=np.float32)
         for i in range(0, len(ids), self.max_batch):
             if cancel is not None and cancel.is_set():
@@ -338,8 +384,7 @@ class KnowledgeBase:
         StoreBusy when another process holds the write lock past the timeout."""
         with self.writing():
             entry = self.manifest()["docs"][source]
-            write_json_atomic(self.dir / "pending" / f"rm-{entry['version']}.json",
-                              {"new": [], "old": [entry["version"]], "pid": os.getpid()})
+            self._write_marker(f"rm-{entry['version']}", {"new": [], "old": [entry["version"]], "pid": os.getpid()})
             self._flip({source: None})
             self._recover_locked()
             return entry
@@ -352,7 +397,7 @@ class KnowledgeBase:
         Returns:
             Number of markers resolved.
         """
-        if not (self.dir / "pending").exists() or not self._try_lock():
+        if not self._has_markers() or not self._try_lock():
             return 0
         try:
             return self._recover_locked()
@@ -362,22 +407,22 @@ class KnowledgeBase:
     def _recover_locked(self) -> int:
         """:meth:`recover` for a caller that holds the write lock (so every marker's writer is
         gone, or is this very call, which has flipped the manifest already)."""
-        pending = sorted((self.dir / "pending").glob("*.json")) if (self.dir / "pending").exists() else []
+        pending = self._markers()
         if not pending:
             return 0
         current = self.current_versions()
-        for marker in pending:
-            try:
-                info = json.loads(marker.read_text(encoding="utf-8"))
-            except (OSError, ValueError):  # a marker cut short by a crash: its name is the version
-                info = {"new": [marker.stem.removeprefix("rm-")], "old": []}
+        for name, info in pending:
             stale = [v for v in list(info.get("new") or []) + list(info.get("old") or []) if v and v not in current]
             if stale:
                 self.collection.delete(where={"version": {"$in": stale}})
                 for v in stale:
-                    (self.dir / "tokens" / f"{v}.json").unlink(missing_ok=True)
-            marker.unlink(missing_ok=True)
+                    self._drop_tokens(v)
+            self._drop_marker(name)
         return len(pending)
+
+    def _has_markers(self) -> bool:
+        """Cheap check before :meth:`recover` takes the lock."""
+        return (self.dir / "pending").exists()
 
     def refresh(self, every: float = 0.0, force: bool = False) -> bool:
         """Reopen chromadb when another process wrote this knowledge base since this process
@@ -462,6 +507,9 @@ class Store:
         embedder: the :class:`kb.embeddings.Embedder` whose name is recorded on new collections.
     """
 
+    #: the knowledge base class of this store (kb/server_store.py has its own)
+    kb_class = KnowledgeBase
+
     def __init__(self, store_dir: Path, embedder=None):
         self.dir = Path(store_dir)
         self.embedder = embedder
@@ -485,7 +533,7 @@ class Store:
 
     def find(self, name: str) -> KnowledgeBase | None:
         col = self.collections().get(name)
-        return KnowledgeBase(self.dir, col) if col is not None else None
+        return self.kb_class(self.dir, col) if col is not None else None
 
     def open(self, name: str, create: bool = True, recover: bool = True) -> KnowledgeBase:
         """Open (or create) a knowledge base by display name; leftovers of a crashed writer are
@@ -532,7 +580,7 @@ class Store:
         col = self.client.create_collection(collection_name_for(name), metadata=meta,
                                             configuration={"hnsw": dict(HNSW_CONFIG)},
                                             embedding_function=ef)
-        return KnowledgeBase(self.dir, col)
+        return self.kb_class(self.dir, col)
 
     def rename(self, old: str, new: str) -> KnowledgeBase:
         """Change a display name (the collection name stays). Raises KeyError / ValueError."""
@@ -543,7 +591,7 @@ class Store:
                 raise ValueError(f"cannot rename to {new!r}: empty or already used")
             meta = dict(kb.collection.metadata or {}, display_name=new)
             kb.collection.modify(metadata=meta)
-        return KnowledgeBase(self.dir, self.client.get_collection(kb.collection.name))
+        return self.kb_class(self.dir, self.client.get_collection(kb.collection.name))
 
     def delete(self, name: str) -> None:
         """Delete a knowledge base, its chunks and side folder. Raises KeyError when absent."""

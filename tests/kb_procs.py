@@ -2,6 +2,12 @@
 
     python tests/kb_procs.py ROOT ingest FOLDER OUT.json     ingest, write the statuses
     python tests/kb_procs.py ROOT search STOPFILE OUT.json   search until STOPFILE exists
+    python tests/kb_procs.py ROOT find WORD OUT.json         one BM25 and one hybrid search: sources
+    python tests/kb_procs.py ROOT remove NAME OUT.json       remove a document by file name
+
+KB_PROCS_STALL (env, a folder; Chroma server mode): the ingest's second manifest write touches
+FOLDER/stalled and waits for FOLDER/go (its chunks are in the server, its manifest not yet), so a
+test can stop the server in the middle of a write.
 
 KB_PROCS_PARENT (env) is the spawner's pid: the search loop ends when its parent is another.
 
@@ -62,6 +68,15 @@ def main(argv: list[str]) -> int:
         kb.store.HNSW_CONFIG = {"space": "cosine", "sync_threshold": sync, "batch_size": min(10, sync)}
     svc = kb.service.KnowledgeBaseService(settings_mod.load(), embedder=HashEmbedder())
     svc.on_wait = lambda m: print(m, file=sys.stderr, flush=True)
+    if os.environ.get("KB_PROCS_STALL"):
+        _stall_second_write(Path(os.environ["KB_PROCS_STALL"]))
+    if mode == "find":
+        hits = {m: [h.source for h in svc.search(str(arg), k=3, mode=m)] for m in ("bm25", "hybrid")}
+        out.write_text(json.dumps({**hits, "docs": [d.name for d in svc.documents()]}), encoding="utf-8")
+        return 0
+    if mode == "remove":
+        out.write_text(json.dumps(svc.remove(str(arg)).source), encoding="utf-8")
+        return 0
     if mode == "ingest":
         results = svc.ingest([arg])
         out.write_text(json.dumps([[r.path, r.status, r.message] for r in results]), encoding="utf-8")
@@ -85,6 +100,23 @@ def main(argv: list[str]) -> int:
     out.write_text(json.dumps({"searches": done, "errors": errors, "hits": hits, "reachable": reachable,
                                "chunks": base.chunk_count(), "stopped": stopped or "stop file"}), encoding="utf-8")
     return 0
+
+
+def _stall_second_write(folder: Path) -> None:
+    """Make the second manifest write of this process wait for ``folder/go`` (see module docstring)."""
+    from kb.server_store import ServerKnowledgeBase
+
+    real, calls = ServerKnowledgeBase._write_manifest, []
+
+    def stalled(self, m):
+        calls.append(1)
+        if len(calls) == 2:
+            (folder / "stalled").touch()
+            end = time.monotonic() + DEADLINE_S
+            while not (folder / "go").exists() and time.monotonic() < end:
+                time.sleep(0.05)
+        return real(self, m)
+    ServerKnowledgeBase._write_manifest = stalled
 
 
 if __name__ == "__main__":
