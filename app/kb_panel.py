@@ -343,7 +343,7 @@ class KBPanel(ttk.Frame):
             self._show_result(payload)
         elif kind in ("finished", "failed"):
             if kind == "failed":
-                self._results_add(f"✗ {payload}", "fail")
+                self._results_add(f"✗ {self.tr.message(payload)}", "fail")
             results = payload if kind == "finished" else []
             ok = sum(1 for r in results if r.ok)
             self.progress.configure(value=self.progress.cget("maximum"))
@@ -359,11 +359,11 @@ class KBPanel(ttk.Frame):
     def _show_result(self, r) -> None:
         name = Path(r.path).name
         if r.status == "failed":
-            self.failed[r.path] = r.message
-            self._results_add(f"✗ {name} — {r.message}", "fail")
+            self.failed[r.path] = reason = self.tr.message(r.message)
+            self._results_add(f"✗ {name} — {reason}", "fail")
             if not self.tree.exists(r.path):
                 self.tree.insert("", "end", iid=r.path, tags=("fail",), values=(
-                    name, "", "", f"{self.tr('kb.status_failed')}: {r.message}"))
+                    name, "", "", f"{self.tr('kb.status_failed')}: {reason}"))
             return
         self.failed.pop(r.path, None)
         text = self.tr(f"kb.result.{r.status}", name=name, pages=r.pages, chunks=r.chunks)

@@ -157,3 +157,112 @@ def test_ingest_progress_in_the_ui_language(make_app, settings):
     msg = Progress("page", "{name}: page {page}/{pages}", name="a.pdf", page=3, pages=30)
     assert app.kb_panel.progress_text(msg) == "a.pdf：第 3/30 页"
     assert app.kb_panel.progress_text("b.pdf") == "b.pdf"           # a file name stays as it is
+
+
+def bad_files(tmp_path) -> list[Path]:
+    """Three files that fail to ingest, made here: an empty .pdf, a text file renamed .pdf, and a
+    real PDF whose one page has no text."""
+    import pymupdf
+
+    empty = tmp_path / "empty.pdf"
+    empty.write_bytes(b"")
+    renamed = tmp_path / "renamed.pdf"
+    renamed.write_text("just some notes, not a PDF\n", encoding="utf-8")
+    blank = tmp_path / "blank.pdf"
+    doc = pymupdf.open()
+    doc.new_page()
+    doc.save(blank)
+    return [empty, renamed, blank]
+
+
+#: what the results box says for each bad file, per language (the English is the CLI's own text)
+REASONS = {"zh": ["文件是空的（0 字节）", "文件扩展名是 .pdf，但内容不是", "PDF 中没有找到文字"],
+           "en": ["the file is empty (0 bytes)", "the file is named .pdf but is not one inside",
+                  "no text found in the PDF"]}
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_ingest_failure_reasons_in_the_ui_language(make_app, settings, tmp_path, lang):
+    """Bad files through the real knowledge-base service and its worker: the results box and the
+    document list give each reason in the UI language, and nothing of the other language."""
+    from kb.service import KnowledgeBaseService
+    from tests.fakes import pump
+
+    settings.set("ui_language", lang, persist=False)
+    app = make_app()
+    assert pump(app.root, lambda: app.model_ok is not None and not app.dispatcher.jobs)
+    app.services.kb = KnowledgeBaseService(settings)
+    files = bad_files(tmp_path)
+    app.kb_panel.ingest([str(f) for f in files])
+    assert pump(app.root, lambda: app.kb_panel.ingest_job is None and not app.dispatcher.jobs)
+    lines = app.kb_panel.results.get("1.0", "end").strip().splitlines()
+    assert len(lines) == 3, lines
+    for f, line, reason in zip(files, lines, REASONS[lang], strict=True):
+        assert line.startswith(f"✗ {f.name} — {reason}"), line
+        assert reason in str(app.kb_panel.tree.item(str(f), "values"))          # the failed row in the list
+    allowed = [str(f) for f in files] + [f.name for f in files] + [".pdf", app.kb_name]
+    assert "\n".join(foreign(ui_strings(app.kb_panel), lang, allowed)) == ""
+
+
+def test_a_message_the_ui_does_not_know_shows_its_english_text(make_app):
+    """A key missing from the strings file (a new kb/ message) falls back to the English text; an
+    arg that is a message itself is rendered too."""
+    from kb.types import Message
+
+    app = make_app()
+    assert app.tr.message(Message("no_such_key_yet", "something new: {x}", x=1)) == "something new: 1"
+    nested = Message("not_stored", "{reason}; nothing of this file was stored",
+                     reason=Message("gone", "the file is no longer there (moved or deleted); check the path"))
+    assert app.tr.message(nested) == "文件已不在原处（被移动或删除）；请检查路径；这个文件没有保存任何内容"
+    assert app.tr.message("plain text") == "plain text"
+
+
+def tcl_strings(root, path: str) -> list[str]:
+    """The texts under a window Tk made itself (a message box has no Python widget objects)."""
+    out = [str(root.tk.call("wm", "title", path))] if root.tk.call("winfo", "toplevel", path) == path else []
+    try:
+        out.append(str(root.tk.call(path, "cget", "-text")))
+    except Exception:  # noqa: BLE001 - frames have no text
+        pass
+    for child in root.tk.splitlist(root.tk.call("winfo", "children", path)):
+        out += tcl_strings(root, str(child))
+    return [s.strip() for s in out if s.strip()]
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_model_manager_and_its_delete_question_in_the_ui_language(make_app, settings, lang):
+    """The model manager (a fake registry: an HF folder, a download, an adapter) and Tk's own
+    yes/no box asking before a delete: nothing of the other language."""
+    from tests.fakes import pump
+    from tests.test_app_models import FakeModelRegistry
+
+    settings.set("ui_language", lang, persist=False)
+    app = make_app()
+    assert pump(app.root, lambda: app.model_ok is not None and not app.dispatcher.jobs)
+    app.services.registry = registry = FakeModelRegistry(settings)
+    app.open_model_manager()
+    m = app.model_manager
+    assert pump(app.root, lambda: len(m.tree.get_children()) == 4)
+    m.tree.selection_set("pulled")
+    app.root.update()
+    allowed = [r.name for r in registry.models] + [r.path for r in registry.models] + ["Qwen/Qwen2.5-0.5B-Instruct"]
+    strings = ui_strings(m)
+    assert m.tr("manager.delete") in strings and m.tr("manager.col.size") in strings
+    assert "\n".join(foreign(strings, lang, allowed)) == ""
+
+    seen: list[str] = []
+
+    def answer_no():                     # the real message box: read it, then press No
+        box = f"{m}.__tk__messagebox"
+        if not app.root.tk.call("winfo", "exists", box):
+            app.root.after(20, answer_no)
+            return
+        seen.extend(tcl_strings(app.root, box))
+        app.root.tk.call(f"{box}.no", "invoke")
+    app.root.after(20, answer_no)
+    m.delete("pulled")                   # blocks in Tk's own loop until the box is answered
+    assert any(s == m.tr("manager.title") for s in seen), seen
+    question = m.tr("manager.delete_confirm_files", name="pulled", path="/home/models/pulled")
+    assert question in seen and len(seen) >= 4, seen        # title, question, Yes, No
+    assert "\n".join(foreign(seen, lang, allowed)) == ""
+    assert any(r.name == "pulled" for r in registry.models)  # No: nothing deleted
