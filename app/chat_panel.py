@@ -195,7 +195,7 @@ class ChatPanel(ttk.Frame):
     def _on_event(self, t: int, kind: str, payload) -> None:
         tx = self.transcript
         if kind == "failed":
-            tx.add_answer(t, self.tr.message(payload), "error")
+            tx.add_answer(t, "⚠ " + self.tr.message(payload), "error")
             self._done(t, None)
             return
         if kind == "finished":

@@ -266,3 +266,79 @@ def test_model_manager_and_its_delete_question_in_the_ui_language(make_app, sett
     assert question in seen and len(seen) >= 4, seen        # title, question, Yes, No
     assert "\n".join(foreign(seen, lang, allowed)) == ""
     assert any(r.name == "pulled" for r in registry.models)  # No: nothing deleted
+
+
+#: the start of each chat error, per language (the English is what the CLI prints)
+CHAT_ERRORS = {"zh": ["⚠ 问题是空的", "⚠ 无法连接 http://127.0.0.1:9 上的 Ollama 服务"],
+               "en": ["⚠ the question is empty", "⚠ the Ollama server at http://127.0.0.1:9 is not reachable"]}
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_chat_errors_in_the_ui_language(make_app, settings, lang):
+    """An error event from the answering service (the real question check and its real wording)
+    and an exception from a backend (the real Ollama explanation) read in the UI language."""
+    from models import conversation
+    from models.answer import AnswerEvent, _message
+    from models.ollama_backend import explain
+    from tests.fakes import pump
+
+    settings.set("ui_language", lang, persist=False)
+    app = make_app()
+    assert pump(app.root, lambda: app.model_ok is not None and not app.dispatcher.jobs)
+
+    def ask(question, kb=None, **_):
+        if question == "empty":
+            try:
+                conversation.check_question("   ")
+            except ValueError as e:
+                yield AnswerEvent("error", text=_message(e))
+            yield AnswerEvent("done", data=None)
+        else:
+            raise explain(ConnectionError("refused"), "http://127.0.0.1:9", "qwen2.5:0.5b")
+    app.services.answers.ask = ask
+    for question in ("empty", "ollama"):
+        app.chat.ask(question)
+        assert pump(app.root, lambda: not app.chat.busy)
+    text = app.chat.transcript.text.get("1.0", "end")
+    for start in CHAT_ERRORS[lang]:
+        assert start in text, text
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_voice_tooltip_in_the_ui_language(make_app, settings, lang):
+    """No speech model in this data dir: the talk button's tooltip says what to do in the UI
+    language (the command and the folder stay as they are)."""
+    settings.set("ui_language", lang, persist=False)
+    app = make_app()
+    if app.voice is None:
+        pytest.skip("voice controls unavailable here")
+    tip = app.voice.tooltip.text
+    assert tip == app.voice._status_tip.text and "python main.py voice pull " + lang in tip
+    assert tip.startswith({"zh": "没有语音识别模型", "en": "no speech model"}[lang]), tip
+    assert "\n".join(foreign([tip], lang, [str(settings.models_dir / "vosk"), "https://alphacephei.com/vosk/models",
+                                           "python main.py voice pull zh", "vosk-model-small-cn-0.22", "stt_model",
+                                           "zip"])) == ""
+
+
+def test_every_reason_from_kb_and_models_has_chinese_words():
+    """Each ``Message("key", ...)`` made in kb/ and models/ has its ``reason.<key>`` in the
+    Chinese strings, with the same argument names (a new message without words fails here)."""
+    import json
+    import string
+
+    from app.i18n import Strings
+    from kb.types import Message
+
+    root = Path(__file__).resolve().parents[1]
+    zh = json.loads((root / "assets" / "strings_zh.json").read_text(encoding="utf-8"))
+    made = {}
+    for path in [*(root / "kb").glob("*.py"), *(root / "models").rglob("*.py")]:
+        for key, text in re.findall(r'Message\(\s*"(\w+)",\s*((?:"[^"]*"\s*)+)', path.read_text(encoding="utf-8")):
+            made[key] = "".join(re.findall(r'"([^"]*)"', text))
+    assert len(made) >= 35, sorted(made)
+    names = lambda t: {f for _, f, _, _ in string.Formatter().parse(t) if f}  # noqa: E731
+    made = {k: v for k, v in made.items() if f"progress.{k}" not in zh}     # the doctest's progress line
+    assert [k for k in made if f"reason.{k}" not in zh] == []
+    # a Chinese text may leave an argument out, never use one the message lacks (it would show English)
+    assert {k: names(zh[f"reason.{k}"]) - names(made[k]) for k in made} == {k: set() for k in made}
+    assert Strings("zh").message(Message("empty", made["empty"])) == zh["reason.empty"]
