@@ -181,7 +181,7 @@ class KBPanel(ttk.Frame):
         """Check ``name`` on a worker (quick: no vector-index pass); offer repair when broken."""
         def on_event(kind, payload):
             if kind == "finished" and payload and not all(r.ok for r in payload):
-                problems = "\n".join(line for r in payload for line in r.lines())
+                problems = "\n".join(self.tr.message(line) for r in payload for line in r.lines())
                 if messagebox.askyesno(self.tr("kb.repair_title"),
                                        self.tr("kb.repair_offer", name=name, problems=problems), parent=self):
                     self.repair_kb(name)

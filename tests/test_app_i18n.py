@@ -342,3 +342,20 @@ def test_every_reason_from_kb_and_models_has_chinese_words():
     # a Chinese text may leave an argument out, never use one the message lacks (it would show English)
     assert {k: names(zh[f"reason.{k}"]) - names(made[k]) for k in made} == {k: set() for k in made}
     assert Strings("zh").message(Message("empty", made["empty"])) == zh["reason.empty"]
+
+
+def test_the_repair_report_in_the_ui_language():
+    """A knowledge-base check's report (the repair offer's text) in zh; English as the CLI prints it."""
+    from app.i18n import Strings
+    from kb.repair import CheckReport
+
+    broken = CheckReport("资料库", 3, 40, missing_chunks=["/d/a.pdf"], missing_tokens=["/d/b.pdf"],
+                         duplicates=["/d/c.pdf"], orphan_versions=["v1"], orphan_tokens=["t1.json"],
+                         unindexed=["c1", "c2", "c3", "c4"])
+    lines = broken.lines() + CheckReport("资料库", 3, 40).lines()
+    zh = [Strings("zh").message(line) for line in lines]
+    assert len(zh) == 7 and zh[-1] == "「资料库」：完好（3 个文档，40 个分块）"
+    assert zh[0] == "「资料库」：1 个文档在向量库中缺少分块：a.pdf" and zh[5].endswith("c1, c2, c3, …")
+    assert foreign(zh, "zh", ["a.pdf", "b.pdf", "c.pdf", "v1", "t1.json", "c1", "c2", "c3"]) == []
+    assert [Strings("en").message(line) for line in lines] == [str(line) for line in lines]
+    assert str(lines[-1]) == "«资料库»: consistent (3 documents, 40 chunks)"
