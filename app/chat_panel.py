@@ -195,7 +195,7 @@ class ChatPanel(ttk.Frame):
     def _on_event(self, t: int, kind: str, payload) -> None:
         tx = self.transcript
         if kind == "failed":
-            tx.add_answer(t, str(payload), "error")
+            tx.add_answer(t, "⚠ " + self.tr.message(payload), "error")
             self._done(t, None)
             return
         if kind == "finished":
@@ -227,7 +227,7 @@ class ChatPanel(ttk.Frame):
         elif ev.kind == "refusal":
             tx.add_answer(t, "ⓘ " + ev.text, "refusal")
         elif ev.kind == "error":
-            tx.add_answer(t, "⚠ " + ev.text, "error")
+            tx.add_answer(t, "⚠ " + self.tr.message(ev.text), "error")
         elif ev.kind == "done":
             self._done(t, ev.data)
 
@@ -271,7 +271,7 @@ class ChatPanel(ttk.Frame):
                 self.transcript.add_answer(t, "ⓘ " + self.tr("chat.no_passages"), "refusal")
                 self.transcript.finish_turn(t, refused=True)
         elif kind == "failed":
-            self.transcript.add_answer(t, "⚠ " + str(payload), "error")
+            self.transcript.add_answer(t, "⚠ " + self.tr.message(payload), "error")
             self.transcript.finish_turn(t, refused=True)
         self.job = None
         self.stop_button.configure(state="disabled")

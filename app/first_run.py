@@ -227,7 +227,7 @@ class FirstRunPanel(ttk.LabelFrame):
         self.cancel_button.configure(state="disabled")
         self.show_state(**self.state)
         if kind == "failed":
-            self.say(self.tr("first.failed", error=payload), error=True)
+            self.say(self.tr("first.failed", error=self.tr.message(payload)), error=True)
         elif isinstance(payload, PullFailed):
             self.say(pull_message(self.tr, payload.reason, *pull), error=payload.reason != "cancelled")
         elif kind == "finished":

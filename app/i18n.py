@@ -53,6 +53,26 @@ class Strings:
                 return text
         return text
 
+    def message(self, msg, area: str = "reason") -> str:
+        """A line from kb/ or models/ in this language: a ``kb.types.Message`` by ``<area>.<key>``
+        in this language's table, formatted with its args (args that are Messages themselves
+        rendered the same way); a plain string, or a key this language lacks, as its English text.
+
+        >>> from kb.types import Message
+        >>> Strings("zh").message(Message("empty", "the file is empty (0 bytes); nothing to add"))
+        '文件是空的（0 字节），没有可添加的内容'
+        """
+        key = getattr(msg, "key", None)
+        text = self._table.get(f"{area}.{key}") if key else None
+        if text is None:
+            return str(msg)
+        args = {k: self.message(v, area) if getattr(v, "key", None) else v for k, v in msg.args.items()}
+        try:
+            return text.format(**args)
+        except (KeyError, IndexError, ValueError):
+            return str(msg)
+
+
 
 def cjk_family(root) -> str | None:
     """The first installed CJK-capable font family, or None (Tk then uses fontconfig fallback)."""

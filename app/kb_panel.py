@@ -184,7 +184,7 @@ class KBPanel(ttk.Frame):
         """Check ``name`` on a worker (quick: no vector-index pass); offer repair when broken."""
         def on_event(kind, payload):
             if kind == "finished" and payload and not all(r.ok for r in payload):
-                problems = "\n".join(line for r in payload for line in r.lines())
+                problems = "\n".join(self.tr.message(line) for r in payload for line in r.lines())
                 if messagebox.askyesno(self.tr("kb.repair_title"),
                                        self.tr("kb.repair_offer", name=name, problems=problems), parent=self):
                     self.repair_kb(name)
@@ -346,7 +346,7 @@ class KBPanel(ttk.Frame):
             self._show_result(payload)
         elif kind in ("finished", "failed"):
             if kind == "failed":
-                self._results_add(f"✗ {payload}", "fail")
+                self._results_add(f"✗ {self.tr.message(payload)}", "fail")
             results = payload if kind == "finished" else []
             ok = sum(1 for r in results if r.ok)
             self.progress.configure(value=self.progress.cget("maximum"))
@@ -362,11 +362,11 @@ class KBPanel(ttk.Frame):
     def _show_result(self, r) -> None:
         name = Path(r.path).name
         if r.status == "failed":
-            self.failed[r.path] = r.message
-            self._results_add(f"✗ {name} — {r.message}", "fail")
+            self.failed[r.path] = reason = self.tr.message(r.message)
+            self._results_add(f"✗ {name} — {reason}", "fail")
             if not self.tree.exists(r.path):
                 self.tree.insert("", "end", iid=r.path, tags=("fail",), values=(
-                    name, "", "", f"{self.tr('kb.status_failed')}: {r.message}"))
+                    name, "", "", f"{self.tr('kb.status_failed')}: {reason}"))
             return
         self.failed.pop(r.path, None)
         text = self.tr(f"kb.result.{r.status}", name=name, pages=r.pages, chunks=r.chunks)

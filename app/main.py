@@ -249,7 +249,7 @@ class App:
         """Show one error line in the status bar (never a dialog per failure)."""
         log.warning("%s", message)
         self.status.configure(foreground=self.palette["error"])
-        self.flash("⚠ " + str(message))
+        self.flash("⚠ " + self.tr.message(message))
 
     def refresh_status(self) -> None:
         import time
@@ -329,6 +329,14 @@ class App:
                     update_setup(self, bool(self.model_ok), bool(self.embedder_ok), errors)
         self.dispatcher.submit("warm-up", work, on_event)
 
+    def reload_embedder(self) -> None:
+        """``embedding_model`` changed: drop the loaded embedder (on a worker: it waits for a
+        running ingest or search to end), then check and load the new one as at start-up
+        (a missing or broken one shows on the first-run panel)."""
+        kb = self.services.kb
+        self.dispatcher.submit("reload-embedder", lambda emit, cancel: kb.reload_embedder(),
+                               lambda kind, p: self.show_error(p) if kind == "failed" else self.check_model())
+
     def model_ready(self) -> None:
         """A model was pulled/imported/chosen: drop the loaded backend, recheck, load the new one."""
         self._reset_backend = True
@@ -359,6 +367,8 @@ class App:
             self.model_ready()
         if "theme" in changes:
             self.set_theme(changes["theme"])
+        if "embedding_model" in changes:
+            self.reload_embedder()
         self.refresh_status()
         if changes.keys() & RESTART_KEYS:
             self.status_var.set(self.tr("settings.restart_needed"))

@@ -194,7 +194,7 @@ class ModelManager(tk.Toplevel):
 
     def say(self, text: str, error: bool = False) -> None:
         """Show one line under the list (errors stay until the next action)."""
-        self.status.configure(text=str(text), foreground="#b00020" if error else "")
+        self.status.configure(text=self.tr.message(text), foreground="#b00020" if error else "")
 
     # -- long jobs -------------------------------------------------------------------------
     def _start(self, kind: str, message: str, work, done) -> None:

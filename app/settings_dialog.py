@@ -24,7 +24,8 @@ FIELDS: dict[str, tuple[str, tuple | None]] = {
     "ui_language": ("choice", ("zh", "en")),
     "theme": ("choice", ("auto", "light", "dark")),
 }
-RESTART_KEYS = {"ui_language", "embedding_model"}
+#: settings that apply after a restart (a new embedding_model applies at once, as on the first-run panel)
+RESTART_KEYS = {"ui_language"}
 #: Choices shown by name, not by code: the languages in their own words, the themes in the UI's.
 LANGUAGE_NAMES = {"zh": "中文", "en": "English"}
 

@@ -21,6 +21,7 @@ import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 
+from kb.types import reason
 from models.voice import mic, speech
 from models.voice.tts import Speaker
 
@@ -53,6 +54,7 @@ def _strings(lang: str) -> Callable[[str], str]:
     def tr(key: str) -> str:
         text = shared(key) if shared else key
         return local.get(key, key) if text == key else text
+    tr.message = shared.message if shared else str       # a kb.types.Message from models/voice
     return tr
 
 
@@ -139,7 +141,7 @@ class VoiceControls(ttk.Frame):
         if reason:
             self.talk_button.state(["disabled"])
             self.status_var.set(self.tr(short))
-            self.tooltip.text = self._status_tip.text = reason
+            self.tooltip.text = self._status_tip.text = self.tr.message(reason)
         return reason
 
     # -- talking -----------------------------------------------------------------------------
@@ -169,7 +171,7 @@ class VoiceControls(ttk.Frame):
         try:
             capture.start()
         except speech.SpeechError as e:
-            self._show_error(str(e))
+            self._show_error(self.tr.message(reason(e)))
             return
         self._capture = capture
         self.stop_speaking()   # do not transcribe our own voice
@@ -220,7 +222,7 @@ class VoiceControls(ttk.Frame):
                 if kind == "result":
                     self._on_result(payload)
                 else:
-                    self._show_error(str(payload))
+                    self._show_error(self.tr.message(payload))
         except queue.Empty:
             pass
         if self._speaking is not None and self._speaking.done():   # read to the end: nothing to stop

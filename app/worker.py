@@ -26,11 +26,12 @@ Handler = Callable[[str, object], None]
 def error_message(e: BaseException) -> str:
     """One line for the user: the message of our own errors (they say what to do), else the
     exception type with its message."""
+    from kb.types import reason
     from models.backend import BackendError
 
     text = str(e).strip() or type(e).__name__
     if isinstance(e, (BackendError, ValueError, OSError)):
-        return text
+        return reason(e) if text == str(e) else text     # a kb.types.Message keeps its key for the UI
     return f"{type(e).__name__}: {text}"
 
 

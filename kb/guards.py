@@ -7,9 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kb.types import Message
+
 
 class LoaderError(ValueError):
-    """A file that cannot be read; ``str(e)`` is one line saying what is wrong and what to do."""
+    """A file that cannot be read; ``str(e)`` is one line saying what is wrong and what to do.
+    Raised with a :class:`kb.types.Message`, which :attr:`message` keeps (key and args for the UI)."""
+
+    @property
+    def message(self) -> str:
+        """The reason: the :class:`~kb.types.Message` it was raised with, else ``str(self)``."""
+        return self.args[0] if self.args and isinstance(self.args[0], Message) else str(self)
 
 
 #: unpacked size (MB) and member count a .docx may have (settings max_uncompressed_mb; the 872-page
@@ -45,13 +53,13 @@ def sniff(path: Path) -> str:
 def os_error_line(e: OSError) -> str:
     """One plain line for an OS error on a file the user gave (what is wrong, what to do)."""
     if isinstance(e, PermissionError):
-        return ("permission denied: this account may not read the file; change its permissions "
-                "(or copy it to a folder you own) and ingest again")
+        return Message("permission", "permission denied: this account may not read the file; change its "
+                       "permissions (or copy it to a folder you own) and ingest again")
     if isinstance(e, FileNotFoundError):
-        return "the file is no longer there (moved or deleted); check the path"
+        return Message("gone", "the file is no longer there (moved or deleted); check the path")
     if isinstance(e, IsADirectoryError):
-        return "this is a folder, not a file; give the folder itself to ingest everything in it"
-    return f"cannot read the file ({e.strerror or e}); check the disk and the path"
+        return Message("is_folder", "this is a folder, not a file; give the folder itself to ingest everything in it")
+    return Message("os_error", "cannot read the file ({error}); check the disk and the path", error=str(e.strerror or e))
 
 
 def check_zip(path: Path, max_uncompressed_mb: float = MAX_UNCOMPRESSED_MB) -> None:
@@ -70,17 +78,19 @@ def check_zip(path: Path, max_uncompressed_mb: float = MAX_UNCOMPRESSED_MB) -> N
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise LoaderError(f"the .docx package is damaged ({e}); it is not a complete zip file: re-save it "
-                          "from Word or LibreOffice as .docx, or re-download it") from None
+        raise LoaderError(Message("docx_zip_damaged", "the .docx package is damaged ({error}); it is not a complete "
+                                  "zip file: re-save it from Word or LibreOffice as .docx, or re-download it",
+                                  error=str(e))) from None
     names = {i.filename for i in infos}
     if "word/document.xml" not in names:
-        raise LoaderError("this zip package is not a Word document (no word/document.xml); if it is an "
-                          "archive, unpack it and ingest the files inside")
+        raise LoaderError(Message("zip_not_docx", "this zip package is not a Word document (no word/document.xml); "
+                                  "if it is an archive, unpack it and ingest the files inside"))
     if len(infos) > MAX_ZIP_MEMBERS:
-        raise LoaderError(f"the .docx has {len(infos):,} parts (limit {MAX_ZIP_MEMBERS:,}): it looks like a "
-                          "zip bomb, not a document; it was not opened")
+        raise LoaderError(Message("zip_parts", "the .docx has {n:,} parts (limit {limit:,}): it looks like a zip bomb, "
+                                  "not a document; it was not opened", n=len(infos), limit=MAX_ZIP_MEMBERS))
     size_mb = sum(i.file_size for i in infos) / 2**20
     if size_mb > max_uncompressed_mb:
-        raise LoaderError(f"the .docx unpacks to {size_mb:,.0f} MB (limit max_uncompressed_mb = "
-                          f"{max_uncompressed_mb:g}): it looks like a zip bomb; it was not opened. If it is a "
-                          "real document, raise max_uncompressed_mb in settings")
+        raise LoaderError(Message("zip_size", "the .docx unpacks to {mb:,.0f} MB (limit max_uncompressed_mb = "
+                                  "{limit:g}): it looks like a zip bomb; it was not opened. If it is a real "
+                                  "document, raise max_uncompressed_mb in settings", mb=size_mb,
+                                  limit=max_uncompressed_mb))

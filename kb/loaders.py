@@ -27,7 +27,7 @@ from pathlib import Path
 from kb import ocr as ocr_mod
 from kb.guards import MAX_UNCOMPRESSED_MB, LoaderError, check_zip, os_error_line, sniff  # noqa: F401
 from kb.guards import NAMES as _NAMES
-from kb.types import Block
+from kb.types import Block, Message
 
 #: Pages with fewer characters than this (and an image) are sent to OCR.
 OCR_MIN_CHARS = 50
@@ -80,12 +80,14 @@ def load_image(path: Path, *, ocr_engine: str = "auto", ocr_languages: str = "ch
     try:
         engine = ocr_mod.get_engine(ocr_engine, ocr_languages)
     except ocr_mod.OCRUnavailable as e:
-        raise LoaderError(f"this is {kind}{named}; its text can only be read by OCR: {e}") from None
+        raise LoaderError(Message("image_no_ocr", "this is {kind}{named}; its text can only be read by OCR: {error}",
+                                  kind=kind, named=named, error=str(e))) from None
     text = clean_text(engine.image_to_text(Path(path).read_bytes()).replace("\n", "\n\n"))
     if on_page:
         on_page(1, 1)
     if not text:
-        raise LoaderError(f"this is {kind}{named} and OCR found no text in it")
+        raise LoaderError(Message("image_no_text", "this is {kind}{named} and OCR found no text in it",
+                                  kind=kind, named=named))
     return LoadedDocument(Path(path), [Block(text, 1, "")], pages=1, ocr_pages=1)
 
 
@@ -173,13 +175,14 @@ def load_pdf(path: Path, *, ocr_engine: str = "auto", ocr_languages: str = "chi_
     try:
         doc = pymupdf.open(path, filetype="pdf")
     except Exception as e:
-        raise LoaderError(f"the PDF is damaged (corrupt or truncated) and cannot be opened ({e}); "
-                          "re-download it or re-save it from a PDF viewer") from None
+        raise LoaderError(Message("pdf_unopenable", "the PDF is damaged (corrupt or truncated) and cannot be "
+                                  "opened ({error}); re-download it or re-save it from a PDF viewer",
+                                  error=str(e))) from None
     with doc:
         repaired = bool(getattr(doc, "is_repaired", False))
         if doc.needs_pass and not doc.authenticate(""):
-            raise LoaderError("the PDF is password-protected; remove the password (e.g. print it "
-                              "to a new PDF) and ingest again")
+            raise LoaderError(Message("pdf_password", "the PDF is password-protected; remove the password "
+                                      "(e.g. print it to a new PDF) and ingest again"))
         sections = _toc_sections(doc)
         out = LoadedDocument(Path(path), [], pages=doc.page_count)
         need_ocr: list[int] = []
@@ -192,16 +195,18 @@ def load_pdf(path: Path, *, ocr_engine: str = "auto", ocr_languages: str = "chi_
                 if on_page:
                     on_page(i + 1, doc.page_count)
         except RuntimeError as e:  # MuPDF errors on damaged page streams
-            raise LoaderError(f"the PDF is damaged at page {i + 1} ({e}); re-download or "
-                              "re-save it from a PDF viewer") from None
+            raise LoaderError(Message("pdf_page_damaged", "the PDF is damaged at page {page} ({error}); "
+                                      "re-download or re-save it from a PDF viewer", page=i + 1,
+                                      error=str(e))) from None
         if need_ocr:
             _ocr_pdf_pages(doc, need_ocr, sections, out, ocr_engine, ocr_languages)
     if not any(b.text.strip() for b in out.blocks):
         if repaired:
-            raise LoaderError("the PDF is damaged (truncated or corrupt: its cross-reference table had to be "
-                              "rebuilt) and no text could be read from it; re-download it or re-save it from "
-                              "a PDF viewer")
-        raise LoaderError("no text found in the PDF" + (f" ({out.warnings[0]})" if out.warnings else ""))
+            raise LoaderError(Message("pdf_repaired_no_text", "the PDF is damaged (truncated or corrupt: its "
+                                      "cross-reference table had to be rebuilt) and no text could be read from "
+                                      "it; re-download it or re-save it from a PDF viewer"))
+        raise LoaderError(Message("pdf_no_text", "no text found in the PDF{detail}",
+                                  detail=f" ({out.warnings[0]})" if out.warnings else ""))
     if repaired:
         out.warnings.append("the PDF is damaged (truncated or corrupt) and was repaired to read it; pages may "
                             "be missing: re-download it to be sure")
@@ -282,8 +287,8 @@ def load_docx(path: Path, *, ocr_engine: str = "auto", ocr_languages: str = "chi
     try:
         document = docx.Document(str(path))
     except Exception as e:
-        raise LoaderError(f"cannot open as .docx ({type(e).__name__}: {e}); re-save it from Word "
-                          "or LibreOffice as .docx") from None
+        raise LoaderError(Message("docx_unopenable", "cannot open as .docx ({error}); re-save it from Word "
+                                  "or LibreOffice as .docx", error=f"{type(e).__name__}: {e}")) from None
     out = LoadedDocument(Path(path), [], pages=1)
     heads: list[str] = []
     styles = _style_names(document)
@@ -303,7 +308,8 @@ def load_docx(path: Path, *, ocr_engine: str = "auto", ocr_languages: str = "chi
     if on_page:
         on_page(1, 1)
     if not out.blocks:
-        raise LoaderError("no text found in the .docx" + (f" ({out.warnings[0]})" if out.warnings else ""))
+        raise LoaderError(Message("docx_no_text", "no text found in the .docx{detail}",
+                                  detail=f" ({out.warnings[0]})" if out.warnings else ""))
     return out
 
 
@@ -347,7 +353,8 @@ def decode_text(data: bytes) -> str:
     # Chinese first: on short texts a full detection often picks a Korean code page instead
     best = from_bytes(data, cp_isolation=["gb18030", "big5"]).best() or from_bytes(data).best()
     if best is None:
-        raise LoaderError("the text encoding could not be detected (binary file?); save it as UTF-8")
+        raise LoaderError(Message("encoding", "the text encoding could not be detected (binary file?); "
+                                  "save it as UTF-8"))
     return str(best)
 
 
@@ -364,7 +371,7 @@ def load_text(path: Path, **_: object) -> LoadedDocument:
         if para:
             out.blocks.append(Block(para, None, " > ".join(heads), "table" if para.startswith("|") else "text"))
     if not out.blocks:
-        raise LoaderError("the file has no text (only whitespace)")
+        raise LoaderError(Message("blank", "the file has no text (only whitespace)"))
     return out
 
 
@@ -374,8 +381,8 @@ LOADERS: dict[str, Callable[..., LoadedDocument]] = {
 }
 _BY_KIND = {"pdf": load_pdf, "png": load_image, "jpeg": load_image}
 _HINTS = {
-    ".doc": "legacy Word .doc is not supported; save it as .docx (Word/LibreOffice, or "
-            "`soffice --headless --convert-to docx FILE`) and ingest the .docx",
+    ".doc": Message("doc_legacy", "legacy Word .doc is not supported; save it as .docx (Word/LibreOffice, or "
+                    "`soffice --headless --convert-to docx FILE`) and ingest the .docx"),
 }
 
 
@@ -398,27 +405,28 @@ def load(path: str | Path, *, max_uncompressed_mb: float = MAX_UNCOMPRESSED_MB, 
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in LOADERS:
-        raise LoaderError(_HINTS.get(ext, f"unsupported file type {ext or '(none)'}; supported: "
-                                         + ", ".join(sorted(LOADERS))))
+        raise LoaderError(_HINTS.get(ext, Message("unsupported", "unsupported file type {ext}; supported: "
+                                                  "{supported}", ext=ext or "(none)",
+                                                  supported=", ".join(sorted(LOADERS)))))
     try:
         if path.stat().st_size == 0:
-            raise LoaderError("the file is empty (0 bytes); nothing to add")
+            raise LoaderError(Message("empty", "the file is empty (0 bytes); nothing to add"))
     except OSError as e:
         raise LoaderError(os_error_line(e)) from None
     kind = sniff(path)
     if kind == "ole2":
-        raise LoaderError(f"this is an old-style Office file (OLE2), not a real {ext}: a legacy Word .doc or a "
-                          "password-protected Office file; open it in Word/LibreOffice, remove any password, "
-                          "save as .docx and ingest that")
+        raise LoaderError(Message("ole2", "this is an old-style Office file (OLE2), not a real {ext}: a legacy "
+                                  "Word .doc or a password-protected Office file; open it in Word/LibreOffice, "
+                                  "remove any password, save as .docx and ingest that", ext=ext))
     if kind == "zip":
         check_zip(path, max_uncompressed_mb)
         return load_docx(path, **kw)
     if kind in _BY_KIND:
         return _BY_KIND[kind](path, **kw)
     if ext in (".pdf", ".docx", ".png", ".jpg", ".jpeg"):
-        raise LoaderError(f"the file is named {ext} but is not one inside (no {ext[1:].upper()} header: it "
-                          "may be damaged, truncated at the start, or something else renamed); re-download "
-                          "or re-save it")
+        raise LoaderError(Message("misnamed", "the file is named {ext} but is not one inside (no {kind} header: "
+                                  "it may be damaged, truncated at the start, or something else renamed); "
+                                  "re-download or re-save it", ext=ext, kind=ext[1:].upper()))
     return LOADERS[ext](path, **kw)
 
 

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kb.types import Message
+
 
 @dataclass
 class CheckReport:
@@ -46,17 +48,20 @@ class CheckReport:
     def lines(self) -> list[str]:
         """One line per kind of problem (with up to 3 examples), or one "consistent" line."""
         if self.ok:
-            return [f"«{self.kb}»: consistent ({self.documents} documents, {self.chunks} chunks)"]
+            return [Message("repair_consistent", "«{kb}»: consistent ({documents} documents, {chunks} chunks)",
+                            kb=self.kb, documents=self.documents, chunks=self.chunks)]
         out = []
-        for items, what in ((self.missing_chunks, "document(s) without all their chunks in chromadb"),
-                            (self.missing_tokens, "document(s) without BM25 tokens"),
-                            (self.duplicates, "document(s) stored twice (same bytes under another path)"),
-                            (self.orphan_versions, "leftover version(s) with chunks no document uses"),
-                            (self.orphan_tokens, "leftover BM25 tokens file(s)"),
-                            (self.unindexed, "chunk(s) missing from the vector index")):
+        for items, key, what in (
+                (self.missing_chunks, "missing_chunks", "document(s) without all their chunks in chromadb"),
+                (self.missing_tokens, "missing_tokens", "document(s) without BM25 tokens"),
+                (self.duplicates, "duplicates", "document(s) stored twice (same bytes under another path)"),
+                (self.orphan_versions, "orphan_versions", "leftover version(s) with chunks no document uses"),
+                (self.orphan_tokens, "orphan_tokens", "leftover BM25 tokens file(s)"),
+                (self.unindexed, "unindexed", "chunk(s) missing from the vector index")):
             if items:
                 eg = ", ".join(Path(x).name if "/" in x or "\\" in x else x for x in items[:3])
-                out.append(f"«{self.kb}»: {len(items)} {what}: {eg}{', …' if len(items) > 3 else ''}")
+                out.append(Message(f"repair_{key}", "«{kb}»: {n} " + what + ": {eg}{more}", kb=self.kb,
+                                   n=len(items), eg=eg, more=", …" if len(items) > 3 else ""))
         return out
 
 

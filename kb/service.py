@@ -23,7 +23,7 @@ from kb import repair as repair_mod
 from kb.embeddings import Embedder, EmbedderError
 from kb.repair import CheckReport
 from kb.store import KnowledgeBase, Store, StoreBusy
-from kb.types import DocumentInfo, Hit, IngestResult, KBInfo, Progress
+from kb.types import DocumentInfo, Hit, IngestResult, KBInfo, Message, Progress, one_line, reason
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +135,11 @@ class KnowledgeBaseService:
         built = (kb.collection.metadata or {}).get("embedding_model", "")
         base = lambda s: s.replace("\\", "/").rstrip("/").split("/")[-1]  # noqa: E731
         if built and kb.chunk_count() and base(built) != base(self.embedder_name):
-            raise ValueError(f"knowledge base {kb.name!r} was built with embedding model {built!r} but "
-                             f"embedding_model is {self.embedder_name!r}; set it back "
-                             f"(TQTS_EMBEDDING_MODEL={built}), or re-embed it with the new model: "
-                             f"python main.py kb reembed --kb {kb.name}")
+            raise ValueError(Message("embedder_mismatch", "knowledge base {kb!r} was built with embedding model "
+                                     "{built!r} but embedding_model is {now!r}; set it back "
+                                     "(TQTS_EMBEDDING_MODEL={built}), or re-embed it with the new model: "
+                                     "python main.py kb reembed --kb {kb}", kb=kb.name, built=built,
+                                     now=self.embedder_name))
 
     # -- knowledge bases --------------------------------------------------------------------
     def list_kbs(self) -> list[KBInfo]:
@@ -339,8 +340,9 @@ class KnowledgeBaseService:
                 with base.writing():
                     rep = repair_mod.check(base)
                     again = [] if rep.ok else repair_mod.fix_in_place(base, rep, log=say)
-                results = [IngestResult(s, "failed", "the file is no longer there, so its chunks could not be "
-                                        "restored; ingest it again from where it is now")
+                results = [IngestResult(s, "failed", Message("gone_repair", "the file is no longer there, so its "
+                                                             "chunks could not be restored; ingest it again from "
+                                                             "where it is now"))
                            for s in again if not Path(s).is_file()]
                 for r in results:
                     if on_result:
@@ -383,6 +385,9 @@ class KnowledgeBaseService:
             if readable and any(h.similarity is not None for h in hits):
                 floor = relevance.vector_floor(base, self.embedder)
             return relevance.judge(query, hits, df, n, floor)
+
+
+_CANCELLED = Message("cancelled", "cancelled; nothing of this file was stored")
 
 
 class FileTimeout(Exception):
@@ -457,9 +462,9 @@ class _Parser:
                 raise InterruptedError("cancelled")
             if i in self.began and time.monotonic() - self.began[i] > self.budget:
                 self.kill()
-                raise FileTimeout(f"parsing took longer than file_time_budget_s = {self.budget:g} s, so the file was "
-                                  "abandoned (nothing of it stored); split it into smaller files, or raise "
-                                  "file_time_budget_s in settings")
+                raise FileTimeout(Message("timeout", "parsing took longer than file_time_budget_s = {s:g} s, so the "
+                                          "file was abandoned (nothing of it stored); split it into smaller files, "
+                                          "or raise file_time_budget_s in settings", s=self.budget))
 
     def kill(self) -> None:
         """Kill the worker now (a file ran past its time budget); the next submit starts a new one."""
@@ -532,11 +537,12 @@ class _IngestRun:
         item = {"i": i, "path": path}
         try:
             if not path.exists():
-                raise loaders.LoaderError("no such file or folder; check the path")
+                raise loaders.LoaderError(Message("no_such_file", "no such file or folder; check the path"))
             limit = float(getattr(self.svc.settings, "max_file_mb", 512))
             if path.stat().st_size > limit * 2**20:
-                raise loaders.LoaderError(f"the file is {path.stat().st_size / 2**20:,.0f} MB (limit max_file_mb = "
-                                          f"{limit:g}); it was not read. Split it, or raise max_file_mb in settings")
+                raise loaders.LoaderError(Message("too_big", "the file is {mb:,.0f} MB (limit max_file_mb = {limit:g}); "
+                                                  "it was not read. Split it, or raise max_file_mb in settings",
+                                                  mb=path.stat().st_size / 2**20, limit=limit))
             source, sha = str(path.resolve()), file_sha256(path)
             docs = self.base.manifest()["docs"]
             if docs.get(source, {}).get("sha256") == sha:
@@ -549,7 +555,7 @@ class _IngestRun:
         except OSError as e:
             return {**item, "result": IngestResult(str(path), "failed", loaders.os_error_line(e))}
         except (loaders.LoaderError, ValueError) as e:
-            return {**item, "result": IngestResult(str(path), "failed", str(e))}
+            return {**item, "result": IngestResult(str(path), "failed", reason(e))}
         entry = {"sha256": sha, "name": path.name}
         item.update(source=source, entry=entry, status="updated" if source in docs else "added")
         if self.embedder_error:
@@ -568,7 +574,7 @@ class _IngestRun:
             try:
                 getattr(self.svc.embedder, "model", None)      # a real Embedder loads here
             except EmbedderError as e:
-                self.embedder_error = " ".join(str(e).split())
+                self.embedder_error = one_line(reason(e))
         return self.embedder_error is None
 
     def add(self, item: dict, window: deque) -> None:
@@ -612,8 +618,9 @@ class _IngestRun:
             except BrokenProcessPool:
                 self.parser.restart(item["handle"])
                 if attempt >= 2 and self.parser.started:
-                    return IngestResult(item["source"], "failed", "the document parser crashed on this file; "
-                                        "it may be damaged: re-save it (PDF viewer / Word) and ingest again")
+                    return IngestResult(item["source"], "failed", Message(
+                        "parser_crashed", "the document parser crashed on this file; it may be damaged: re-save "
+                        "it (PDF viewer / Word) and ingest again"))
                 if attempt >= 2:  # no worker ever came up (e.g. spawn cannot re-import a stdin __main__)
                     log.warning("ingest worker process cannot start here; parsing in this process")
                     self.parser.close(wait=False)
@@ -622,17 +629,18 @@ class _IngestRun:
                     if "handle" in w and not _parsed_ok(w["handle"]):
                         w["handle"] = self.parser.submit(w["i"], w["path"])
             except InterruptedError:
-                return IngestResult(item["source"], "failed", "cancelled; nothing of this file was stored")
+                return IngestResult(item["source"], "failed", _CANCELLED)
             except FileTimeout as e:       # the worker was killed: files parsing ahead go to a new one
                 for w in window:
                     if "handle" in w and not _parsed_ok(w["handle"]):
                         w["handle"] = self.parser.submit(w["i"], w["path"])
-                return IngestResult(item["source"], "failed", str(e))
+                return IngestResult(item["source"], "failed", reason(e))
             except Exception as e:  # noqa: BLE001  (the worker's error, whatever it is, fails this file only)
-                msg = str(e) if isinstance(e, loaders.LoaderError) else loaders.os_error_line(e) \
+                msg = reason(e) if isinstance(e, loaders.LoaderError) else loaders.os_error_line(e) \
                     if isinstance(e, OSError) else \
-                    f"could not read the file ({type(e).__name__}: {e}); re-save it and ingest again"
-                return IngestResult(str(path), "failed", " ".join(msg.split()))
+                    Message("unreadable", "could not read the file ({error}); re-save it and ingest again",
+                            error=f"{type(e).__name__}: {e}")
+                return IngestResult(str(path), "failed", one_line(msg))
         log.debug("parsed %s in process %d (%.2f s)", path.name, out["pid"], out["seconds"])
         doc = out["doc"]
         entry = {**item["entry"], "pages": doc.pages, "ocr_pages": doc.ocr_pages,
@@ -650,7 +658,7 @@ class _IngestRun:
             vectors = self.embed(texts, pending[0]["i"], pending[-1]["i"] + 1)
         except InterruptedError:
             for p in pending:
-                self.emit(IngestResult(p["source"], "failed", "cancelled; nothing of this file was stored"))
+                self.emit(IngestResult(p["source"], "failed", _CANCELLED))
             return
         at, items = 0, []
         for p in pending:
@@ -661,9 +669,10 @@ class _IngestRun:
         try:
             entries = self.base.put_documents(items, self.cancel)
         except (InterruptedError, StoreBusy, ConnectionError) as e:   # ConnectionError: the Chroma server went away
-            msg = "cancelled" if isinstance(e, InterruptedError) else str(e)
+            msg = _CANCELLED if isinstance(e, InterruptedError) else Message(
+                "not_stored", "{reason}; nothing of this file was stored", reason=reason(e))
             for p in pending:
-                self.emit(IngestResult(p["source"], "failed", f"{msg}; nothing of this file was stored"))
+                self.emit(IngestResult(p["source"], "failed", msg))
             return
         for p, e in zip(pending, entries, strict=True):
             if e.get("stored_by") == "other":

@@ -97,11 +97,13 @@ class KBInfo:
     extra: dict = field(default_factory=dict)
 
 
-class Progress(str):
-    """A progress message: the English text (what the CLI prints) that also carries a ``key``
-    and its ``args``, so a UI can show it in its own language without kb/ knowing the UI.
+class Message(str):
+    """A user-facing line: the English text (what the CLI prints and logs) that also carries a
+    ``key`` and its ``args``, so a UI can show it in its own language without kb/ or models/
+    knowing the UI (the app looks up ``<area>.<key>`` and formats it with ``args``; a key it
+    does not know shows the English text). Used for ingest progress and for failure reasons.
 
-    >>> p = Progress("page", "{name}: page {page}/{pages}", name="a.pdf", page=3, pages=30)
+    >>> p = Message("page", "{name}: page {page}/{pages}", name="a.pdf", page=3, pages=30)
     >>> str(p), p.key, p.args["page"]
     ('a.pdf: page 3/30', 'page', 3)
     """
@@ -113,3 +115,30 @@ class Progress(str):
         obj = super().__new__(cls, text.format(**args))
         obj.key, obj.args = key, args
         return obj
+
+    def __reduce__(self):                  # crosses process boundaries (the ingest workers)
+        return _rebuild, (type(self), str(self), self.key, self.args)
+
+
+def _rebuild(cls, text: str, key: str, args: dict) -> Message:
+    obj = str.__new__(cls, text)
+    obj.key, obj.args = key, args
+    return obj
+
+
+def one_line(text: str) -> str:
+    """``text`` with its whitespace runs collapsed to single spaces; a :class:`Message` keeps
+    its key and args."""
+    flat = " ".join(str(text).split())
+    return _rebuild(type(text), flat, text.key, text.args) if isinstance(text, Message) else flat
+
+
+def reason(e: BaseException) -> str:
+    """The one line an error carries for the user: the :class:`Message` it was raised with (key
+    and args kept for the UI), else ``str(e)``."""
+    first = e.args[0] if e.args else None
+    return first if isinstance(first, Message) else str(e)
+
+
+#: ingest progress lines are Messages (the app renders ``progress.<key>``)
+Progress = Message

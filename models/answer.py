@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from kb.types import Message, reason
 from models import citations as citations_mod
 from models import conversation, prompts
 from models import passages as passages_mod
@@ -307,8 +308,9 @@ class AnswerService:
     def _check_documents(self, kb: str | None, kb_name: str) -> None:
         """Raise ValueError when the knowledge base has no documents (KeyError: no such KB)."""
         if hasattr(self.kb, "documents") and not self.kb.documents(kb):
-            raise ValueError(f"the knowledge base {kb_name!r} has no documents yet: add files (drop them on "
-                             f"the window, or python main.py ingest --kb {kb_name} PATH) and ask again")
+            raise ValueError(Message("kb_empty", "the knowledge base {kb!r} has no documents yet: add files (drop "
+                                     "them on the window, or python main.py ingest --kb {kb} PATH) and ask again",
+                                     kb=kb_name))
 
     def _refuse(self, result: AnswerResult, kb_name: str, chat_id: str = "") -> Iterator[AnswerEvent]:
         result.refused = True
@@ -461,7 +463,7 @@ def _message(e: Exception) -> str:
     if isinstance(e, KeyError):
         return str(e).strip("'\"")
     if isinstance(e, (BackendError, OSError, RuntimeError, ValueError)):
-        return str(e)
+        return reason(e)          # a kb.types.Message keeps its key: the app shows it in its language
     return f"{type(e).__name__}: {e}"
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from kb.types import Message
+
 #: longest question accepted, in characters (a 0.5B model's prompt budget is ~3.5k tokens).
 MAX_QUESTION_CHARS = 1000
 
@@ -57,10 +59,11 @@ def check_question(question: str) -> str:
     """
     q = (question or "").strip()
     if not q:
-        raise ValueError("the question is empty: type a question about your documents")
+        raise ValueError(Message("question_empty", "the question is empty: type a question about your documents"))
     if len(q) > MAX_QUESTION_CHARS:
-        raise ValueError(f"the question is {len(q):,} characters long; TQT-s takes up to "
-                         f"{MAX_QUESTION_CHARS:,}: ask the point you want answered in a sentence or two")
+        raise ValueError(Message("question_long", "the question is {n:,} characters long; TQT-s takes up to "
+                                 "{limit:,}: ask the point you want answered in a sentence or two",
+                                 n=len(q), limit=MAX_QUESTION_CHARS))
     letters = sum(ch.isalpha() for ch in q) or 1
     for name, pattern in _SCRIPTS.items():
         if len(re.findall(pattern, q)) / letters > 0.3:
@@ -72,8 +75,8 @@ def check_question(question: str) -> str:
 
 
 def _third_language(name: str) -> str:
-    raise ValueError(f"the question looks like {name}; TQT-s answers questions in Chinese or English: "
-                     "please ask in one of them (问题请用中文或英文)")
+    raise ValueError(Message("question_language", "the question looks like {name}; TQT-s answers questions in "
+                             "Chinese or English: please ask in one of them (问题请用中文或英文)", name=name))
 
 
 def is_follow_up(question: str) -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from kb.types import Message
 from models.backend import BackendError, ChatBackend, GenerationSettings
 
 INSTALL_HINT = "python -m pip install llama-cpp-python==0.3.36"
@@ -44,7 +45,8 @@ def find_gguf(path: str | Path) -> Path:
         what = "several .gguf files and none named model.gguf" if found else "no .gguf file"
         raise BackendError(f"{p} has {what}; import a .gguf model (main.py models import FILE.gguf) "
                            "or use the transformers backend for HF folders")
-    raise BackendError(f"GGUF model not found at {p}; give a .gguf file or an imported model folder")
+    raise BackendError(Message("gguf_missing", "GGUF model not found at {path}; give a .gguf file or an imported "
+                               "model folder", path=str(p)))
 
 
 def _import_llama():

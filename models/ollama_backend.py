@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from kb.types import Message
 from models.backend import BackendError, ChatBackend, GenerationSettings
 
 #: Qwen2.5's ChatML template in Ollama's Go-template syntax (as in the official qwen2.5 Modelfile,
@@ -35,11 +36,12 @@ def explain(error: Exception, host: str, model: str) -> BackendError:
     import ollama
 
     if isinstance(error, (ConnectionError, httpx.ConnectError, httpx.TimeoutException)):
-        return BackendError(f"the Ollama server at {host} is not reachable: start it with `ollama serve` "
-                            "(install from https://ollama.com), fix ollama_host, or set backend: transformers")
+        return BackendError(Message("ollama_unreachable", "the Ollama server at {host} is not reachable: start it "
+                                    "with `ollama serve` (install from https://ollama.com), fix ollama_host, or set "
+                                    "backend: transformers", host=host))
     if isinstance(error, ollama.ResponseError) and (error.status_code == 404 or "not found" in str(error)):
-        return BackendError(f"Ollama has no model {model!r}: run `ollama pull {model}` "
-                            "(or `python main.py models export-ollama NAME` for a local model)")
+        return BackendError(Message("ollama_no_model", "Ollama has no model {model!r}: run `ollama pull {model}` "
+                                    "(or `python main.py models export-ollama NAME` for a local model)", model=model))
     return BackendError(f"Ollama ({host}) failed for {model!r}: {error}")
 
 

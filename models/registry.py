@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from kb.types import Message
 from models.backend import BackendError, ChatBackend
 from models.model_files import (
     PULL_PATTERNS,
@@ -184,7 +185,7 @@ class ModelRegistry:
         if not name_or_path:
             entry = self.active()
             if entry is None:
-                raise BackendError("no answering model is set: run `python main.py models use NAME`")
+                raise BackendError(Message("no_model", "no answering model is set: run `python main.py models use NAME`"))
             return entry.path, entry.adapter
         try:
             entry = self.get(name_or_path)

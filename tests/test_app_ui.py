@@ -143,6 +143,22 @@ def test_settings_dialog_saves_to_file(make_app):
     assert saved["top_k"] == 9 and saved["ui_language"] == "en" and saved["temperature"] == 0.7
 
 
+def test_a_new_embedder_from_settings_applies_at_once_the_language_after_a_restart(make_app, tmp_path):
+    """Saving another embedding_model reloads the embedder (as the first-run panel does) and asks
+    for no restart; a new UI language still says it needs one."""
+    from tests.fakes import pump
+
+    app = make_app()
+    assert pump(app.root, lambda: app.model_ok is not None and not app.dispatcher.jobs)
+    checks = []
+    app.check_model = lambda: checks.append(True)
+    app._settings_saved({"embedding_model": str(tmp_path / "e5")})
+    assert pump(app.root, lambda: getattr(app.services.kb, "reloads", 0) == 1 and checks)
+    assert app.status_var.get() != app.tr("settings.restart_needed")
+    app._settings_saved({"ui_language": "en"})
+    assert app.status_var.get() == "界面语言的更改将在重启后生效"
+
+
 def test_english_ui_and_retrain_fallback(make_app, settings, monkeypatch):
     import sys
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kb.types import Message
 from models.voice.speech import SAMPLE_RATE, Recognizer, SpeechError, SpeechResult, read_wav
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,10 @@ def input_status() -> str | None:
 
         sd.query_devices(kind="input")
     except OSError as e:   # PortAudio library missing
-        return f"no audio library ({e}); install PortAudio (Debian: apt-get install libportaudio2)"
+        return Message("no_audio_library", "no audio library ({error}); install PortAudio (Debian: apt-get install "
+                       "libportaudio2)", error=str(e))
     except Exception as e:   # sounddevice.PortAudioError: no default input device
-        return f"no microphone found ({e}); plug one in and restart"
+        return Message("no_microphone", "no microphone found ({error}); plug one in and restart", error=str(e))
     return None
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kb.types import Message, reason
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000          # Hz, what both engines expect
@@ -236,9 +238,10 @@ def find_model_dir(settings) -> Path:
     if found:
         return found[0]
     name = VOSK_MODELS.get(settings.ui_language, VOSK_MODELS["en"])
-    raise SpeechError(f"no speech model: run `python main.py voice pull {settings.ui_language}`, or "
-                      f"download {name}.zip from {VOSK_SITE} and unzip it into {vosk_dir}/ "
-                      "(or set stt_model to its folder)")
+    raise SpeechError(Message("no_speech_model", "no speech model: run `python main.py voice pull {lang}`, or "
+                              "download {name}.zip from {site} and unzip it into {folder}/ (or set stt_model to "
+                              "its folder)", lang=settings.ui_language, name=name, site=VOSK_SITE,
+                              folder=str(vosk_dir)))
 
 
 def make_recognizer(settings) -> Recognizer:
@@ -274,5 +277,5 @@ def model_status(settings) -> str | None:
     try:
         find_model_dir(settings)
     except SpeechError as e:
-        return str(e)
+        return reason(e)
     return None
