@@ -186,6 +186,7 @@ class LlamaCppBackend(ChatBackend):
         self.threads = int(threads or os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
         self._server = load_server(self.path, n_ctx=self.context_tokens, threads=self.threads)
         self._count = None
+        self.cache_prompt = True  # reuse llama.cpp's KV cache for a shared prompt prefix
         _LIVE.add(self)
 
     def stream(self, messages: list[dict], *, gen: GenerationSettings | None = None,
@@ -205,7 +206,7 @@ class LlamaCppBackend(ChatBackend):
             raise BackendError(f"the model {self.name} was closed; load it again")
         request = {"messages": messages, "stream": True, "max_tokens": gen.max_new_tokens,
                    "temperature": gen.temperature, "top_p": gen.top_p,
-                   "repeat_penalty": gen.repetition_penalty, "cache_prompt": True}
+                   "repeat_penalty": gen.repetition_penalty, "cache_prompt": self.cache_prompt}
         chunks: queue.Queue = queue.Queue()
         stop = threading.Event()
         done = object()
