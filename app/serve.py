@@ -115,7 +115,7 @@ class Server(ThreadingHTTPServer):
         """Load the embedder (one query) and, with ``model``, the answering model."""
         self.services.kb.embedder.encode_query("warm-up")
         if model:
-            self.services.answers.backend  # noqa: B018  (the property loads it)
+            self.services.answers.backend()  # loads it
 
     def run(self, argv: list[str], send) -> int:
         """Run one CLI command with the warm services; prints go to ``send``."""

@@ -38,7 +38,7 @@ def worker(args) -> int:
     before = rss_mb()
     svc = build_services(s)
     svc.kb.embedder.encode_query("warm-up")
-    backend = svc.answers.backend
+    backend = svc.answers.backend()
     text = backend.complete([{"role": "user", "content": "1+1=?"}],
                             gen=GenerationSettings(max_new_tokens=8, temperature=0.0))
     out = {"backend": args.worker, "chat_backend": type(backend).__name__,
