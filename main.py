@@ -9,6 +9,7 @@
     python main.py ask QUESTION         a streamed, cited answer
     python main.py models ...           list/import/pull/use/export-ollama
     python main.py voice pull LANG      fetch a vosk model (online users)
+    python main.py serve                keep the models loaded; search/ask use it (127.0.0.1)
 
 Training is a separate program: ``python -m trainer --help``. Handlers live next to the
 services they drive (kb/cli.py, models/cli.py, models/voice/cli.py); this file only wires.
@@ -85,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--adapter")
     s.add_argument("--out", help="output folder (default: data dir/exports/NAME)")
 
+    s = sub.add_parser("serve", help="keep the models loaded for search/ask (127.0.0.1 only; Ctrl+C stops)")
+    s.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
+    s.add_argument("--no-model", action="store_true", help="warm only the embedder; the answering model loads on the first ask")
+    s.add_argument("--local", action="store_true", help=argparse.SUPPRESS)
+
     v = sub.add_parser("voice", help="speech models").add_subparsers(dest="voice_command", required=True)
     s = v.add_parser("pull", help="download a vosk model (zh or en)")
     s.add_argument("lang", choices=["zh", "en"])
@@ -104,6 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     if cmd is None:
         from app.main import run_app
         return run_app(settings)
+    if cmd == "serve":
+        from app import serve
+        return run_command(serve.cmd_serve, args, settings)
+    if cmd in ("search", "ask"):
+        from app import serve
+        if serve.served(args):
+            rc = serve.forward(sys.argv[1:] if argv is None else list(argv), settings)
+            if rc is not None:
+                return rc
+        print(f"{cmd}: loading models in this process (start `python main.py serve` once to skip this) ...",
+              file=sys.stderr, flush=True)
     if cmd in ("ingest", "search", "kb", "watch"):
         from kb import cli
         name = cmd if cmd != "kb" else f"kb_{args.kb_command}"

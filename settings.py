@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "embedding_model": "intfloat/multilingual-e5-small",  # hub id or local sentence-transformers folder (see README kb)
     "embedding_batch_size": 32,        # chunks per encode() call
     "embedding_dtype": "auto",         # auto (bfloat16 on CUDA / CPUs with native bf16, else float32) | float32 | bfloat16
+    "embedding_backend": "torch",      # torch | auto (int8 ONNX on CPUs without native bf16, else torch) | onnx | openvino
     "query_instruction": "auto",       # "auto": the model's known instruction (bge-*-zh), "" for none
     "chunk_size": 500,                 # characters (not tokens) per chunk
     "chunk_overlap": 80,               # characters shared by consecutive chunks
@@ -49,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "file_time_budget_s": 900.0,       # seconds one file may parse in the worker; then it is abandoned, the worker restarted
     "follow_symlinks": False,          # folder ingest: follow links to files outside the folder
     # answering model
-    "backend": "transformers",         # transformers | ollama | llamacpp (optional llama-cpp-python, reads model.gguf)
+    "backend": "auto",                 # auto (llamacpp for GGUF models on the CPU without an adapter, else transformers) | transformers | ollama | llamacpp
     "model": "Qwen/Qwen2.5-0.5B-Instruct",  # registry name, hub id or local folder
     "adapter": "",                     # LoRA adapter folder applied on top of `model`
     "ollama_host": "http://127.0.0.1:11434",

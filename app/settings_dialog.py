@@ -11,7 +11,7 @@ from tkinter import filedialog, ttk
 FIELDS: dict[str, tuple[str, tuple | None]] = {
     "model": ("model", None),
     "adapter": ("path", None),
-    "backend": ("choice", ("transformers", "ollama", "llamacpp")),
+    "backend": ("choice", ("auto", "transformers", "ollama", "llamacpp")),
     "ollama_host": ("str", None),
     "ollama_model": ("str", None),
     "embedding_model": ("str", None),

@@ -91,12 +91,35 @@ def machine() -> dict:
             "loadavg_1m": round(os.getloadavg()[0], 2), "python": platform.python_version(),
             "os": f"{platform.system()} {platform.release()}",
             "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    for mod in ("torch", "chromadb", "sentence_transformers", "llama_cpp"):
+    info["cpu_flags"] = cpu_flag_summary()
+    for mod in ("torch", "chromadb", "sentence_transformers", "llama_cpp", "onnxruntime", "xllamacpp"):
         try:
             info[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001 - optional, any import failure just means "absent"
             pass
     return info
+
+
+#: The CPU features that decide the embedder / LLM fast paths (printed with every bench).
+KEY_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_flag_summary() -> str:
+    """The key CPU flags present, e.g. "avx2 fma avx512f"; "(as TQTS_CPU_FLAGS)" when the product's
+    choices were made on forced flags (see :func:`kb.onnx_embedder.cpu_flags`)."""
+    real = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                real = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    out = "real: " + (" ".join(f for f in KEY_FLAGS if f in real) or "unknown")
+    forced = os.environ.get("TQTS_CPU_FLAGS")
+    if forced is not None:
+        out += "; product choices made as if: " + (" ".join(f for f in KEY_FLAGS if f in forced.split()) or "none")
+    return out
 
 
 def fmt(value) -> str:
@@ -138,7 +161,7 @@ def emit(result: dict, text: str, as_json: bool) -> None:
     m = result["machine"]
     print(text)
     print(f"\nmachine: {m['cpu']}, {m['cores']} cores, {m['mem_gb']} GB, load {m['loadavg_1m']} "
-          f"(1 min), Python {m['python']}, {m['time_utc']}")
+          f"(1 min), Python {m['python']}, {m['time_utc']}\nCPU flags: {m.get('cpu_flags', '?')}")
 
 
 def log(msg: str) -> None:

@@ -1,6 +1,7 @@
 """Ingest throughput: TQT-s end to end vs the embedder alone vs a LangChain-style pipeline.
 
-    python bench/ingest.py DIR_OR_FILE... [--embedder minilm|tiny|PATH] [--json]
+    python bench/ingest.py DIR_OR_FILE... [--embedder minilm|tiny|PATH] [--embedding-backend auto|torch|onnx|openvino]
+                           [--as-no-bf16] [--json]
 
 Three measurements on the same files, in one process, each after its model is loaded:
 
@@ -137,7 +138,7 @@ def run_baseline(model, files: list[Path], settings, workdir: Path) -> dict:
     return {"seconds": sw.seconds, "cpu_s": sw.cpu_seconds, "pages": pages, "chunks": len(texts)}
 
 
-def measure(paths: list[str], embedder: str | None, dtype: str | None = None) -> dict:
+def measure(paths: list[str], embedder: str | None, dtype: str | None = None, backend: str | None = None) -> dict:
     """Run the three measurements; return the result dict (see module docstring)."""
     from importlib.metadata import version
 
@@ -147,7 +148,8 @@ def measure(paths: list[str], embedder: str | None, dtype: str | None = None) ->
     if not files:
         raise SystemExit(f"error: no {', '.join(sorted(SUFFIXES))} files under {' '.join(paths)}")
     with temp_home() as home:
-        settings = load_settings(home, embedding_model=resolve_embedder(embedder, home), embedding_dtype=dtype)
+        settings = load_settings(home, embedding_model=resolve_embedder(embedder, home), embedding_dtype=dtype,
+                                 embedding_backend=backend)
         tq, embedder = run_tqts(settings, files, home)
         texts = stored_chunks(settings, tq["collection"])
         log(f"embedder only: {len(texts)} chunks")
@@ -161,11 +163,25 @@ def measure(paths: list[str], embedder: str | None, dtype: str | None = None) ->
         r["chunks_per_s"] = ratio(r["chunks"], r["seconds"])
     return {"files": [str(f) for f in files], "embedder": settings.embedding_model,
             "chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap,
-            "langchain_text_splitters": version("langchain-text-splitters"), "tqts_embedding_dtype": str(embedder.torch_dtype("cpu")).replace("torch.", ""),
+            "langchain_text_splitters": version("langchain-text-splitters"), "tqts_embedding_dtype": tqts_precision(embedder),
             "tqts": tq, "embedder_only": bound, "langchain_style": base,
             "ratio_vs_bound": ratio(tq["chunks_per_s"], bound["chunks_per_s"]),
             "ratio_vs_baseline": ratio(tq["pages_per_s"], base["pages_per_s"]),
             "peak_rss_mb": peak_rss_mb()}
+
+
+def tqts_precision(embedder) -> str:
+    """What TQT-s's embedder ran: "onnx int8", "openvino int8" or "torch <dtype>"."""
+    if getattr(embedder, "backend", "torch") in ("onnx", "openvino"):
+        return f"{embedder.backend} int8"
+    return "torch " + str(embedder.torch_dtype("cpu")).replace("torch.", "")
+
+
+def no_bf16_flags() -> str:
+    """This CPU's flags without the native-bf16 ones: for ``--as-no-bf16``."""
+    from kb.onnx_embedder import BF16_FLAGS, cpu_flags
+
+    return " ".join(sorted(f for f in cpu_flags() if f not in BF16_FLAGS and not f.startswith("amx")))
 
 
 def render(r: dict) -> str:
@@ -178,7 +194,7 @@ def render(r: dict) -> str:
             f"\ntqts / langchain-style (pages/s): {r['ratio_vs_baseline']:.2f}x  (target >= 1.5x)"
             f"\nembedder: {r['embedder']}; chunk {r['chunk_size']} chars, overlap {r['chunk_overlap']}; "
             f"langchain-text-splitters {r['langchain_text_splitters']}; {len(r['files'])} files; "
-            f"tqts embedder dtype {r['tqts_embedding_dtype']} (baseline: float32, LangChain's default); "
+            f"tqts embedder {r['tqts_embedding_dtype']} (baseline: torch float32, LangChain's default); "
             f"peak RSS {r['peak_rss_mb']:.0f} MiB")
     return out
 
@@ -190,8 +206,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--embedding-dtype", choices=["auto", "float32", "bfloat16"],
                    help="TQT-s's embedder (and so the bound) in this dtype (default: settings embedding_dtype, "
                         "auto = bfloat16 where the CPU computes it natively); the baseline stays float32")
+    p.add_argument("--embedding-backend", choices=["auto", "torch", "onnx", "openvino"],
+                   help="TQT-s's embedder backend (default: settings embedding_backend, auto = int8 ONNX "
+                        "on CPUs without native bf16)")
+    p.add_argument("--as-no-bf16", action="store_true",
+                   help="make TQT-s's choices as on a CPU without bf16 (TQTS_CPU_FLAGS = this CPU's flags "
+                        "minus avx512_bf16/amx*; torch dtype float32): a laptop's path on this machine")
     args = p.parse_args(argv)
-    r = measure(args.paths, args.embedder, args.embedding_dtype)
+    dtype = args.embedding_dtype
+    if args.as_no_bf16:
+        import os
+
+        os.environ["TQTS_CPU_FLAGS"] = no_bf16_flags()
+        dtype = dtype or "float32"
+    r = measure(args.paths, args.embedder, dtype, args.embedding_backend)
     emit(r, render(r), args.json)
     return 0
 

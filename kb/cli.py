@@ -58,9 +58,10 @@ def cmd_ingest(args, settings) -> int:
     return 1 if results and counts["failed"] == len(results) else 0
 
 
-def cmd_search(args, settings) -> int:
-    """Print the top-k hits (or a JSON list with --json)."""
-    svc = _service(settings)
+def cmd_search(args, settings, svc=None) -> int:
+    """Print the top-k hits (or a JSON list with --json); ``svc``: a warm KnowledgeBaseService
+    (``main.py serve``), else one is built."""
+    svc = svc or _service(settings)
     query = " ".join(args.query)
     from kb.embeddings import EmbedderError
 

@@ -10,6 +10,7 @@ Pre-training", model card) are trained with ``query: `` / ``passage: `` prefixes
 """
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from pathlib import Path
@@ -101,26 +102,34 @@ class Embedder:
         device: "auto" | "cpu" | "cuda" | "mps".
         dtype: "auto" (bfloat16 where the device computes it natively — CUDA, or a CPU with
             AVX512-BF16/AMX, see :func:`models.device.pick_dtype` — else float32)
-            | "float32" | "bfloat16". Vectors are returned as float32 either way.
+            | "float32" | "bfloat16". Vectors are returned as float32 either way. Torch only.
+        backend: "auto" | "torch" | "onnx" | "openvino" (settings ``embedding_backend``; see
+            :mod:`kb.onnx_embedder`: auto = int8 ONNX on CPUs without native bf16).
+        cache_dir: where int8 ONNX exports are cached (default ``<data dir>/embeddings``).
     """
 
     def __init__(self, model: str, batch_size: int = 32, query_instruction: str = "auto",
-                 device: str = "auto", dtype: str = "auto"):
+                 device: str = "auto", dtype: str = "auto", backend: str = "torch",
+                 cache_dir: str | Path | None = None):
         self.model_name = str(model)
         self.batch_size = int(batch_size)
         self.instruction = query_instruction_for(self.model_name, query_instruction)
         self.passage_prefix = passage_prefix_for(self.model_name, query_instruction)
         self.device = device
         self.dtype = dtype
+        self.backend_setting = backend
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.backend: str | None = None  # resolved on load: "torch", "onnx" or "openvino"
         self._model = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings) -> Embedder:
         """Build from settings (embedding_model, embedding_batch_size, query_instruction, device,
-        embedding_dtype)."""
+        embedding_dtype, embedding_backend; exports cached in ``<data dir>/embeddings``)."""
         return cls(settings.embedding_model, settings.embedding_batch_size,
-                   settings.query_instruction, settings.device, settings.embedding_dtype)
+                   settings.query_instruction, settings.device, settings.embedding_dtype,
+                   settings.embedding_backend, Path(settings.home) / "embeddings")
 
     def torch_dtype(self, device: str):
         """The torch dtype to load the model in (see the class docstring).
@@ -157,6 +166,10 @@ class Embedder:
                     device = pick_device(self.device)
                 except BackendError as e:
                     raise EmbedderError(f"embedder: {e}") from None
+                self._model = self._load_onnx(device)
+                if self._model is not None:
+                    return self._model
+                self.backend = "torch"
                 try:
                     self._model = SentenceTransformer(self.model_name, device=device, trust_remote_code=False,
                                                       model_kwargs={"dtype": self.torch_dtype(device)})
@@ -168,11 +181,36 @@ class Embedder:
                         "once so the hub id can download") from None
             return self._model
 
+    def _load_onnx(self, device: str):
+        """The :class:`kb.onnx_embedder.OnnxEncoder` when the backend resolves to onnx/openvino,
+        else None (torch). ``auto`` falls back to torch, with a log line, when the model cannot be
+        exported; an explicit onnx/openvino setting raises EmbedderError instead."""
+        from kb.onnx_embedder import OnnxEncoder, UnsupportedModel, pick_backend
+
+        try:
+            self.backend = pick_backend(self.backend_setting, device)
+        except ValueError as e:
+            raise EmbedderError(str(e)) from None
+        if self.backend == "torch":
+            return None
+        cache = self.cache_dir or (Path.home() / ".tqts" / "embeddings")
+        try:
+            return OnnxEncoder(self.model_name, cache, runtime=self.backend)
+        except (UnsupportedModel, ImportError, OSError) as e:
+            if self.backend_setting != "auto":
+                raise EmbedderError(f"embedding_backend: {self.backend_setting}: {e}; "
+                                    "set embedding_backend: torch (or auto)") from None
+            logging.getLogger(__name__).warning("embedder: %s; using torch", e)
+            return None
+
     @property
     def dimension(self) -> int:
         """Length of one embedding vector."""
-        return int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension")
-                   else self.model.get_sentence_embedding_dimension())
+        m = self.model
+        if self.backend in ("onnx", "openvino"):
+            return m.dimension
+        return int(m.get_embedding_dimension() if hasattr(m, "get_embedding_dimension")
+                   else m.get_sentence_embedding_dimension())
 
     def encode_documents(self, texts: list[str]) -> np.ndarray:
         """Embed passages. Returns float32 array (len(texts), dimension), rows L2-normalised."""
@@ -181,7 +219,10 @@ class Embedder:
         return self._encode([self.passage_prefix + t for t in texts])
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        vecs = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+        model = self.model
+        if self.backend in ("onnx", "openvino"):
+            return model.encode(list(texts), self.batch_size)
+        vecs = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False)
         return _unit_rows(np.asarray(vecs, dtype=np.float32))
 

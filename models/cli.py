@@ -127,13 +127,14 @@ def _speak(args, settings, answer: str) -> None:
         print(f"note: could not speak the answer: {e}", file=sys.stderr)
 
 
-def cmd_ask(args, settings) -> int:
-    """Stream a cited answer; ``--json`` prints one object at the end instead."""
+def cmd_ask(args, settings, service=None) -> int:
+    """Stream a cited answer; ``--json`` prints one object at the end instead. ``service``: a
+    warm AnswerService (``main.py serve``), else one is built."""
     try:
         question = _question(args, settings)
         if not question:
             return _err("give a question, e.g. python main.py ask \"国家机构实行什么原则？\"", 2)
-        service = _services(args, settings)
+        service = service or _services(args, settings)
     except (BackendError, KeyError) as e:
         return _err(str(e).strip("'\""))
     printer, result = _Printer(), None

@@ -31,7 +31,12 @@ def pick_device(preference: str = "auto") -> str:
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX)."""
+    """True when oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX).
+    ``TQTS_CPU_FLAGS`` (see :func:`kb.onnx_embedder.cpu_flags`) answers instead when set."""
+    import os
+
+    if os.environ.get("TQTS_CPU_FLAGS") is not None:
+        return bool({"avx512_bf16", "amx_bf16"} & set(os.environ["TQTS_CPU_FLAGS"].split()))
     import torch
 
     try:

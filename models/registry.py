@@ -250,7 +250,7 @@ class ModelRegistry:
 
     def _adopt_if_none(self, entry: ModelEntry) -> ModelEntry:
         """Make ``entry`` the answering model when the active one is not on this machine."""
-        if self.settings.backend == "transformers" and not self.available():
+        if self.settings.backend in ("auto", "transformers") and not self.available():
             self.use(entry.name)
         return entry
 
@@ -453,6 +453,8 @@ class ModelRegistry:
             BackendError: unknown backend, or the model cannot be loaded (says what to do).
         """
         kind = self.settings.backend
+        if kind == "auto":
+            kind = pick_chat_backend(self.settings, *self.resolve(name))
         if kind == "ollama":
             from models.ollama_backend import OllamaBackend
 
@@ -468,10 +470,32 @@ class ModelRegistry:
                 raise BackendError(f"{label} has no {GGUF_NAME}: import a .gguf for backend llamacpp")
             return LlamaCppBackend(str(gguf), self.settings)
         if kind != "transformers":
-            raise BackendError(f"backend {kind!r} is unknown; set backend to transformers, ollama or llamacpp")
+            raise BackendError(f"backend {kind!r} is unknown; set backend to auto, transformers, ollama or llamacpp")
         from models.transformers_backend import TransformersBackend
 
         return TransformersBackend(path, self.settings, adapter=adapter, name=label)
+
+
+def pick_chat_backend(settings, path: str, adapter: str) -> str:
+    """Resolve ``backend: auto`` for a model: "llamacpp" when it is a GGUF (a ``.gguf`` path or a
+    folder with ``model.gguf``), no LoRA adapter is applied, it would run on the CPU and
+    xllamacpp is installed (measured faster to first token and per token on CPUs, README
+    "Performance"); else "transformers" (HF folders, adapters, GPUs, training)."""
+    from models.gguf import GGUF_NAME
+    from models.llamacpp_backend import available
+
+    p = Path(path)
+    has_gguf = (p / GGUF_NAME).is_file() if p.is_dir() else p.suffix.lower() == ".gguf" and p.is_file()
+    if adapter or not has_gguf or not available():
+        return "transformers"
+    if settings.device not in ("auto", "cpu"):
+        return "transformers"
+    if settings.device == "auto":
+        from models.device import pick_device
+
+        if pick_device("auto") != "cpu":
+            return "transformers"
+    return "llamacpp"
 
 
 def model_kind(entry: ModelEntry) -> str:

@@ -1,0 +1,91 @@
+"""The int8 ONNX embedder: backend choice from CPU flags, the cached export, agreement with torch
+float32 (tiny model here; the real multilingual-e5-small on real PDF text in the real tier)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kb.embeddings import Embedder, EmbedderError
+from kb.onnx_embedder import ONNX_FILE, cpu_flags, pick_backend
+from tests.conftest import DATA, OFFLINE, need
+
+TEXTS = ["中华人民共和国的根本制度是社会主义制度。", "Retrieval augmented generation cites pages.",
+         "小明有 3 个苹果，又买了 5 个。", "short"]
+
+LAPTOP = {"fpu", "sse4_2", "avx", "avx2", "fma", "f16c"}          # e.g. Core i5-8250U, Ryzen 5 3500U
+XEON_SPR = LAPTOP | {"avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}
+ZEN4 = LAPTOP | {"avx512f", "avx512_vnni", "avx512_bf16"}
+
+
+@pytest.mark.parametrize("flags, device, want", [
+    (LAPTOP, "cpu", "onnx"), (LAPTOP | {"avx512f", "avx512_vnni"}, "cpu", "onnx"),
+    (XEON_SPR, "cpu", "torch"), (ZEN4, "cpu", "torch"), (LAPTOP, "cuda", "torch"), (LAPTOP, "mps", "torch")])
+def test_auto_picks_int8_onnx_only_on_cpus_without_native_bf16(flags, device, want):
+    assert pick_backend("auto", device, flags, onnx_available=True) == want
+
+
+def test_explicit_backends_are_kept_and_missing_onnx_falls_back_to_torch():
+    assert pick_backend("auto", "cpu", LAPTOP, onnx_available=False) == "torch"
+    for b in ("torch", "onnx", "openvino"):
+        assert pick_backend(b, "cpu", XEON_SPR, onnx_available=True) == b
+    with pytest.raises(ValueError, match="use auto, torch, onnx, openvino"):
+        pick_backend("tensorrt", "cpu", LAPTOP)
+
+
+def test_cpu_flags_env_override_drives_the_choice(monkeypatch):
+    monkeypatch.setenv("TQTS_CPU_FLAGS", "avx2 fma")
+    assert cpu_flags() == {"avx2", "fma"}
+    assert pick_backend("auto", "cpu", onnx_available=True) == "onnx"
+    monkeypatch.setenv("TQTS_CPU_FLAGS", "avx2 avx512_bf16")
+    assert pick_backend("auto", "cpu", onnx_available=True) == "torch"
+
+
+def test_settings_auto_on_a_laptop_exports_once_into_the_data_dir(settings, monkeypatch):
+    monkeypatch.setenv("TQTS_CPU_FLAGS", " ".join(LAPTOP))
+    emb = Embedder.from_settings(settings)
+    vecs = emb.encode_documents(TEXTS)
+    assert emb.backend == "onnx"
+    exports = list((settings.home / "embeddings").glob(f"*/{ONNX_FILE}"))
+    assert len(exports) == 1
+    mtime = exports[0].stat().st_mtime_ns
+    again = Embedder.from_settings(settings)
+    np.testing.assert_allclose(again.encode_documents(TEXTS), vecs, atol=1e-6)
+    assert exports[0].stat().st_mtime_ns == mtime                 # loaded from the cache, not re-exported
+    assert vecs.dtype == np.float32 and vecs.shape == (4, 32) and emb.dimension == 32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert emb.encode_query("苹果").shape == (32,)
+
+
+def test_int8_onnx_agrees_with_torch_float32_on_the_tiny_model(tiny_embedder_dir, tmp_path):
+    full = Embedder(str(tiny_embedder_dir), dtype="float32", backend="torch").encode_documents(TEXTS)
+    q = Embedder(str(tiny_embedder_dir), backend="onnx", cache_dir=tmp_path).encode_documents(TEXTS)
+    cos = (full * q).sum(axis=1)
+    assert cos.min() > 0.98, cos
+
+
+def test_an_unsupported_model_says_what_to_set(tmp_path):
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    with pytest.raises(EmbedderError, match="set embedding_backend: torch"):
+        Embedder(str(folder), backend="onnx", cache_dir=tmp_path / "cache").encode_documents(["x"])
+
+
+def _pdf_chunks(n: int) -> list[str]:
+    import pymupdf
+
+    out = []
+    for name in ("zh_prc_constitution_2018.pdf", "en_bge_m3_paper.pdf"):
+        with pymupdf.open(need(DATA / "documents" / name, name)) as doc:
+            text = "".join(page.get_text() for page in doc)
+        out += [text[i:i + 500] for i in range(0, len(text), 420)][:n]
+    return out
+
+
+@pytest.mark.real
+def test_int8_e5_small_keeps_cosine_to_float32_on_real_pdf_text(tmp_path):
+    model = str(need(OFFLINE / "multilingual-e5-small", "multilingual-e5-small"))
+    chunks = _pdf_chunks(40)
+    full = Embedder(model, dtype="float32", backend="torch").encode_documents(chunks)
+    q = Embedder(model, backend="onnx", cache_dir=tmp_path).encode_documents(chunks)
+    cos = (full * q).sum(axis=1)
+    assert np.median(cos) >= 0.99 and cos.min() >= 0.97, (np.median(cos), cos.min())
