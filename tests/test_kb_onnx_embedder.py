@@ -42,6 +42,10 @@ def test_cpu_flags_env_override_drives_the_choice(monkeypatch):
 
 def test_settings_auto_on_a_laptop_exports_once_into_the_data_dir(settings, monkeypatch):
     monkeypatch.setenv("TQTS_CPU_FLAGS", " ".join(LAPTOP))
+    default = Embedder.from_settings(settings)
+    default.encode_query("苹果")
+    assert default.backend == "torch"                              # the default: torch everywhere
+    settings.update({"embedding_backend": "auto"})                 # opted in: int8 ONNX without bf16
     emb = Embedder.from_settings(settings)
     vecs = emb.encode_documents(TEXTS)
     assert emb.backend == "onnx"
