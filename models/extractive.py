@@ -115,8 +115,9 @@ _ASKS_NUMBER = re.compile(
 _ZH_NUMERAL = re.compile(r"[一二三四五六七八九十百]+分之[一二三四五六七八九十百]+|[一二两三四五六七八九十百千万]+(?:个|天|年|月|日|次|种|项|名|人|岁|倍|小时|分钟|周|张|层|级|类|位|%|％)")
 #: a list enumerator or article label at the start of a sentence ("1.", "（二）", "第十条"): no stated number.
 _ENUMERATOR = re.compile(r"^\s*(?:\d{1,4}\s+(?=\d{1,3}[.、]))?(?:\d{1,2}(?:\.\d{1,2})+\s+(?=[a-z\u3400-\u9fff])|[(（]?\d{1,3}[.、)）](?!\d)|[(（][一二三四五六七八九十]+[)）]|第[一二三四五六七八九十百零\d]+[条章节款项])\s*")
-#: an enumerator inside a sentence ("three sources: 1) the ..., 2) the ...").
-_INLINE_ENUMERATOR = re.compile(r"(?:^|(?<=[\s:;,]))\(?\d{1,2}\)")
+#: an enumerator inside a sentence ("three sources: 1) the ..., 2) the ...", a page number and
+#: a list number run into the text: "…不应使用。 12 2.阿兹夫定片。").
+_INLINE_ENUMERATOR = re.compile(r"(?:^|(?<=[\s:;,。；：]))(?:\(?\d{1,2}\)|(?:\d{1,4}\s+)?\d{1,2}[.、](?![\d\s]))")
 #: an answer whose numbers stand only in sentences matching the question at most this share as
 #: well as the best number-stating sentence counts as a copied *other* number (:func:`number_mismatch`).
 MISMATCH_RATIO = 0.6
@@ -145,8 +146,10 @@ def states_number(sentence: str, question: str = "") -> bool:
     (True, True, False)
     >>> states_number("12 2.阿兹夫定片。"), states_number("M3-Embedding"), states_number("3.1 Data Curation")
     (False, False, False)
-    >>> states_number("以全体组成人员的三分之二以上的多数通过")
-    True
+    >>> states_number("以全体组成人员的三分之二以上的多数通过"), states_number("不应使用。 12 2.阿兹夫定片。")
+    (True, False)
+    >>> states_number("The max length is 8192. It"), states_number("about 12. Then")
+    (True, True)
     >>> states_number("Our dataset has three sources: 1) unsupervised data, 2) supervised data.")
     False
     """

@@ -151,3 +151,10 @@ def test_the_models_refusal_gives_way_to_a_sentence_that_restates_the_question(s
     svc = AnswerService(settings, FakeKB(_hits(page11)), backend=ScriptedBackend(["<answer>资料中没有。</answer>"]))
     r = svc.answer("2022年世界杯冠军是哪个国家？", think=False)
     assert r.refused and r.answer == "资料中没有。"
+
+
+def test_a_page_number_run_into_a_list_heading_is_no_stated_number(covid):
+    # page 12 starts "12\n2.阿兹夫定片。": the page number and the list number are no dose
+    text = covid[11] + "\n" + covid[12]
+    assert not extractive.states_number("中度肾功能损伤者应将奈玛特韦减半服用。 12 2.阿兹夫定片。")
+    assert "每次5mg" in extractive.best_quote("阿兹夫定片每次服用多少？", [text])[1].replace(" ", "")
