@@ -112,7 +112,10 @@ _ASKS_NUMBER = re.compile(
     r"|\b(?:what|which) (?:\w+ )?(?:year|date|day|month|time|percentage|share|number|size|length|age)\b",
     re.IGNORECASE)
 #: Chinese numerals before a measure word ("五年", "三个").
-_ZH_NUMERAL = re.compile(r"[一二三四五六七八九十百]+分之[一二三四五六七八九十百]+|[一二两三四五六七八九十百千万]+(?:个|天|年|月|日|次|种|项|名|人|岁|倍|小时|分钟|周|张|层|级|类|位|%|％)")
+_ZH_NUMERAL = re.compile(r"[一二三四五六七八九十百]+分之[一二三四五六七八九十百]+|[一二两三四五六七八九十百千万]+(?:个|天|年|月|日|次|种|项|名|人|岁|倍|小时|分钟|秒|周|张|层|级|类|位|届|期|代|轮|票|份|页|行|元|米|克|公里|部|台|家|批|组|段|字|%|％)")
+#: English number words ("three sources", "1.2 billion").
+_EN_NUMERAL = re.compile(r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
+                         r"fifty|hundred|thousand|million|billion|half|twice|double|triple)\b")
 #: a list enumerator or article label at the start of a sentence ("1.", "（二）", "第十条"): no stated number.
 _ENUMERATOR = re.compile(r"^\s*(?:\d{1,4}\s+(?=\d{1,3}[.、]))?(?:\d{1,2}(?:\.\d{1,2})+\s+(?=[a-z\u3400-\u9fff])|[(（]?\d{1,3}[.、)）](?!\d)|[(（][一二三四五六七八九十]+[)）]|第[一二三四五六七八九十百零\d]+[条章节款项])\s*")
 #: an enumerator inside a sentence ("three sources: 1) the ..., 2) the ...", a page number and
@@ -150,12 +153,15 @@ def states_number(sentence: str, question: str = "") -> bool:
     (True, False)
     >>> states_number("The max length is 8192. It"), states_number("about 12. Then")
     (True, True)
-    >>> states_number("Our dataset has three sources: 1) unsupervised data, 2) supervised data.")
+    >>> states_number("Our dataset has these sources: 1) unsupervised data, 2) supervised data.")
     False
+    >>> states_number("连续任职不得超过两届。"), states_number("It has three sources.")
+    (True, True)
     """
     asked = set(_FREE_NUMBER.findall(_norm(question)))
     t = _INLINE_ENUMERATOR.sub(" ", _ENUMERATOR.sub("", _norm(sentence)))
-    return any(m not in asked for m in _FREE_NUMBER.findall(t)) or bool(_ZH_NUMERAL.search(t))
+    return (any(m not in asked for m in _FREE_NUMBER.findall(t)) or bool(_ZH_NUMERAL.search(t))
+            or bool(_EN_NUMERAL.search(t)))
 
 
 class _Scorer:
@@ -252,7 +258,8 @@ def best_quote(question: str, texts: list[str], context: str = "") -> tuple[int,
     question (rare words count more, see :class:`_Scorer`; ties: the shorter sentence, then the
     earlier passage); for a question that asks for a number (:func:`asks_number`), the
     best-matching sentence that states one when it matches at least half as well (a sentence
-    joined with the next one counts, see :func:`_candidates`); ``(0, "")`` when the best
+    joined with the next one counts, see :func:`_candidates`), else ``(0, "")`` (the number
+    asked for is not in the passages: "新冠病毒疫苗一剂的价格是多少元？"); ``(0, "")`` when the best
     sentence holds :data:`QUOTE_MIN_SHARE` of the question's words/bigrams (numbers alone do not
     count). ``context``: a follow-up's earlier question (see :class:`_Scorer`).
 
@@ -261,6 +268,8 @@ def best_quote(question: str, texts: list[str], context: str = "") -> tuple[int,
     >>> best_quote("珠穆朗玛峰有多高？", ["首都是北京。"])
     (0, '')
     >>> best_quote("What was Apple's revenue in 2023?", ["Other methods (Zhang et al., 2023) exist."])
+    (0, '')
+    >>> best_quote("新冠病毒疫苗一剂的价格是多少元？", ["接种新冠病毒疫苗后可获得一定的免疫力。"])
     (0, '')
     >>> best_quote("组合包装适用于发病几天以内的患者？", ["1.组合包装。适用人群为发病5天以内的患者。"])
     (1, '适用人群为发病5天以内的患者。')
@@ -275,8 +284,9 @@ def best_quote(question: str, texts: list[str], context: str = "") -> tuple[int,
         return 0, ""
     if asks_number(question) and not states_number(best[2], question):
         num = _best(_candidates(sc, question), lambda s: states_number(s, question))
-        if num[0] * 2 >= best[0]:
-            best = num
+        if num[0] * 2 < best[0]:  # a number is asked and no sentence that matches states one
+            return 0, ""
+        best = num
     return best[1], best[2]
 
 

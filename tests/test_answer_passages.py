@@ -158,3 +158,11 @@ def test_a_page_number_run_into_a_list_heading_is_no_stated_number(covid):
     text = covid[11] + "\n" + covid[12]
     assert not extractive.states_number("中度肾功能损伤者应将奈玛特韦减半服用。 12 2.阿兹夫定片。")
     assert "每次5mg" in extractive.best_quote("阿兹夫定片每次服用多少？", [text])[1].replace(" ", "")
+
+
+def test_a_number_question_whose_matching_sentences_state_no_number_is_not_in_the_sources(covid):
+    # the plan talks about vaccines (page 3) but names no price; page 12's numbers are doses of drugs
+    vaccine = next(s for s in passages.sentences(covid[3]) if "疫苗后可获得" in s)
+    assert extractive.best_quote("新冠病毒疫苗一剂的价格是多少元？", [vaccine, covid[12]]) == (0, "")
+    # the same page answers a number question it does state
+    assert "3天" in extractive.best_quote("新冠病毒感染者发病后几天内传染性最强？", [covid[3]])[1].replace(" ", "")
