@@ -314,7 +314,8 @@ class AnswerService:
 
     def _refuse(self, result: AnswerResult, kb_name: str, chat_id: str = "") -> Iterator[AnswerEvent]:
         result.refused = True
-        result.answer = conversation.refusal_text(self.settings.refusal, self.settings.ui_language, kb_name)
+        lang = prompts.detect_language(result.question) if result.question else self.settings.ui_language
+        result.answer = conversation.refusal_text(self.settings.refusal, lang, kb_name)
         yield AnswerEvent("sources", data=[])
         yield AnswerEvent("refusal", text=result.answer)
         self._append_history(kb_name, result, chat_id)
@@ -353,19 +354,27 @@ class AnswerService:
             tok_per_s=round((tokens - 1) / (end - first), 2) if first and tokens > 1 and end > first else None)
 
     def _fallback(self, result: AnswerResult) -> Iterator[AnswerEvent]:
-        """``extractive_fallback``: an answer no passage supports (models/extractive.py) is
+        """``extractive_fallback``: an answer no passage supports (models/extractive.py), or that
+        states another sentence's number than the one the question asks for, is
         replaced by the passage sentence that best matches the question, labelled as a quote, or
         by "资料中没有。" when no sentence matches the question well (the model's text stays in
-        ``result.model_answer``); a "资料中没有" answer is kept."""
+        ``result.model_answer``); a "资料中没有" answer is kept unless one sentence holds most of
+        the question (``extractive.REFUSAL_OVERRIDE_SHARE``): then that sentence is quoted."""
         from models import extractive
 
         if not getattr(self.settings, "extractive_fallback", False) or not result.answer or not result.sources:
             return
         texts = [s.text for s in result.sources]
-        if conversation.is_model_refusal(result.answer) or extractive.supported(result.answer, result.question, texts):
-            return
         # a follow-up ("它每次服用多少？") is matched with what was searched: the previous question too
-        n, sentence = extractive.best_quote(result.query or result.question, texts)
+        q = result.question
+        context = result.query[: -len(q)].strip() if result.query and result.query.endswith(q) else ""
+        n, sentence = extractive.best_quote(q, texts, context)
+        if conversation.is_model_refusal(result.answer):
+            if not n or extractive.question_share(q, sentence) < extractive.REFUSAL_OVERRIDE_SHARE:
+                return
+        elif (extractive.supported(result.answer, q, texts)
+              and not extractive.number_mismatch(result.answer, q, texts, context)):
+            return
         lang = prompts.detect_language(result.question)
         result.model_answer = result.answer
         if not n:  # no passage sentence matches the question either: the sources do not have it

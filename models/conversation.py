@@ -6,7 +6,7 @@
   searched together with the previous question (LangChain's ConversationalRetrievalChain and
   LlamaIndex's CondenseQuestionChatEngine rewrite it with the LLM instead).
 - :func:`is_model_refusal`: the model's own "not in the sources" answer, shown as a refusal.
-- :func:`refusal_text`: the refusal in the UI language.
+- :func:`refusal_text`: the refusal in the question's language (the UI language's when unknown).
 """
 from __future__ import annotations
 
@@ -125,7 +125,8 @@ def is_model_refusal(answer: str) -> bool:
 
 def refusal_text(template: str, ui_language: str, kb: str) -> str:
     """The refusal shown when nothing relevant was found: ``template`` (settings ``refusal``)
-    when set, else the built-in one in the UI language (zh | en).
+    when set, else the built-in one in ``ui_language`` (zh | en; the answering service passes
+    the question's language, so an English question is refused in English in a Chinese UI).
 
     >>> refusal_text("", "en", "laws")
     'Nothing relevant was found in the knowledge base "laws".'

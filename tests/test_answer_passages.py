@@ -53,7 +53,7 @@ def _hits(text: str) -> list[Hit]:
 @pytest.mark.parametrize("model_says, shown", [
     ("<answer>国家机构实行三权分立的原则[2]。</answer>", "资料原文：“"),    # in no passage -> quote
     ("<answer>实行民主集中制的原则[1]。</answer>", "实行民主集中制的原则[1]。"),  # supported -> kept
-    ("<answer>资料中没有。</answer>", "资料中没有。"),                     # the model's refusal -> kept
+    ("<answer>资料中没有。</answer>", "资料原文：“"),    # a refusal, but page 4 restates the question -> quote
 ])
 def test_extractive_fallback_in_the_service(settings, page4, model_says, shown):
     settings.set("extractive_fallback", True, persist=False)
@@ -61,7 +61,8 @@ def test_extractive_fallback_in_the_service(settings, page4, model_says, shown):
     r = svc.answer(QUESTION, think=False)
     assert r.answer.startswith(shown)
     if shown.startswith("资料原文"):
-        assert "民主集中制" in r.answer and r.cited == [1] and r.model_answer.startswith("国家机构实行三权")
+        assert "民主集中制" in r.answer and r.cited == [1] and not r.refused
+        assert r.model_answer == model_says.removeprefix("<answer>").removesuffix("</answer>")
 
 
 def test_fallback_off_by_setting_keeps_the_model_answer(settings, page4):
@@ -87,3 +88,81 @@ def test_fallback_says_not_in_sources_when_no_sentence_matches_the_question(sett
                         backend=ScriptedBackend(["<answer>珠穆朗玛峰的海拔是1000米[1]。</answer>"]))
     r = svc.answer("珠穆朗玛峰的海拔是多少米？", think=False)
     assert r.answer == "资料中没有。" and r.model_answer.startswith("珠穆朗玛峰")
+
+
+# -- questions that ask for a number (models/extractive.py: asks_number, number_mismatch) -------
+@pytest.fixture(scope="module")
+def covid(shared_data):
+    """page -> text of the shared COVID-19 treatment plan PDF, as the PDF loader reads it."""
+    from kb.loaders import load
+
+    pdf = shared_data / "documents" / "zh_covid19_diagnosis_treatment_plan_v10.pdf"
+    if not pdf.exists():
+        pytest.skip(f"{pdf} not found")
+    blocks = load(pdf, ocr_engine="none").blocks
+    return {p: "\n".join(b.text for b in blocks if b.page == p) for p in {b.page for b in blocks}}
+
+
+def test_number_question_quotes_the_sentence_with_the_number_not_the_topic_sentence(covid):
+    # page 29's rehabilitation sentence repeats "新型冠状病毒感染" (7 shared bigrams) but says no
+    # number; rare words ("潜伏期") pick page 4's sentence
+    n, quote = extractive.best_quote("新型冠状病毒感染的潜伏期多为几天？", [covid[29], covid[4]])
+    assert n == 2 and "潜伏期多为2～4" in quote.replace(" ", "")
+
+
+def test_a_heading_is_quoted_with_the_next_sentence_that_states_the_number(covid):
+    q = "奈玛特韦片/利托那韦片组合包装适用于发病几天以内的患者？"
+    n, quote = extractive.best_quote(q, [covid[11]])
+    assert n == 1 and "5天以内" in quote.replace(" ", "")
+
+
+def test_follow_up_dose_of_another_drug_is_a_number_mismatch(covid):
+    # "它" = 阿兹夫定片 (the earlier question); the 100ml of a decoction is another sentence's number
+    q, context = "它每次服用多少？", "阿兹夫定片用于治疗什么患者？"
+    texts = [covid[12], covid[20]]
+    assert extractive.supported("它每次服用100ml。[1]", q, texts)           # some passage has "100ml"...
+    assert extractive.number_mismatch("它每次服用100ml。[2]", q, texts, context)  # ...but not for this drug
+    assert not extractive.number_mismatch("每次5mg[1]", q, texts, context)
+    assert "每次5mg" in extractive.best_quote(q, texts, context)[1].replace(" ", "")
+
+
+def test_number_rules_leave_other_questions_and_table_cells_alone():
+    assert not extractive.number_mismatch("实行民主集中制的原则[1]。", QUESTION, ["实行民主集中制的原则。"])
+    table = ["| 检测项目 | 检测周期 |\n| 遗传病检测 | 15个工作日 |", "项目表的检测周期在 2023 年改为 10 个工作日以内，检测周期不变。"]
+    assert not extractive.number_mismatch("检测周期是15个工作日[1]。", "遗传病检测项目表中的检测周期是多少？", table)
+
+
+def test_a_sentence_sharing_only_the_questions_year_is_no_quote():
+    assert extractive.best_quote("What was Apple's revenue in 2023?",
+                                 ["Dense retrieval methods (Zhang et al., 2023) exist."]) == (0, "")
+
+
+def test_the_models_refusal_gives_way_to_a_sentence_that_restates_the_question(settings, shared_data):
+    from kb.loaders import load
+
+    pdf = shared_data / "documents" / "zh_prc_constitution_2018.pdf"
+    page11 = "\n".join(b.text for b in load(pdf, ocr_engine="none").blocks if b.page == 11)
+    settings.set("extractive_fallback", True, persist=False)
+    q = "遇到不能进行选举的非常情况，推迟全国人大选举需要常委会全体组成人员多少以上的多数通过？"
+    svc = AnswerService(settings, FakeKB(_hits(page11)), backend=ScriptedBackend(["<answer>资料中没有。</answer>"]))
+    r = svc.answer(q, think=False)
+    assert not r.refused and "三分之二" in r.answer and r.answer.startswith("资料原文") and r.cited == [1]
+    # a question the passages do not restate keeps the model's refusal
+    svc = AnswerService(settings, FakeKB(_hits(page11)), backend=ScriptedBackend(["<answer>资料中没有。</answer>"]))
+    r = svc.answer("2022年世界杯冠军是哪个国家？", think=False)
+    assert r.refused and r.answer == "资料中没有。"
+
+
+def test_a_page_number_run_into_a_list_heading_is_no_stated_number(covid):
+    # page 12 starts "12\n2.阿兹夫定片。": the page number and the list number are no dose
+    text = covid[11] + "\n" + covid[12]
+    assert not extractive.states_number("中度肾功能损伤者应将奈玛特韦减半服用。 12 2.阿兹夫定片。")
+    assert "每次5mg" in extractive.best_quote("阿兹夫定片每次服用多少？", [text])[1].replace(" ", "")
+
+
+def test_a_number_question_whose_matching_sentences_state_no_number_is_not_in_the_sources(covid):
+    # the plan talks about vaccines (page 3) but names no price; page 12's numbers are doses of drugs
+    vaccine = next(s for s in passages.sentences(covid[3]) if "疫苗后可获得" in s)
+    assert extractive.best_quote("新冠病毒疫苗一剂的价格是多少元？", [vaccine, covid[12]]) == (0, "")
+    # the same page answers a number question it does state
+    assert "3天" in extractive.best_quote("新冠病毒感染者发病后几天内传染性最强？", [covid[3]])[1].replace(" ", "")

@@ -110,15 +110,22 @@ def test_gate_refuses_out_of_scope_questions(svc, question):
     assert not r.relevant and r.coverage < 0.6
 
 
-@pytest.mark.parametrize("ui,expect,absent", [("zh", "在知识库「docs」中没有找到", "Nothing"),
-                                              ("en", "Nothing relevant was found", "没有")])
-def test_refusal_is_in_the_ui_language_only(svc, ui, expect, absent):
+@pytest.mark.parametrize("ui,question,expect,absent", [
+    ("zh", "2022年世界杯冠军是哪个国家？", "在知识库「docs」中没有找到", "Nothing"),
+    ("en", "What is the capital of Australia?", "Nothing relevant was found", "没有"),
+    ("zh", "What is the capital of Australia?", "Nothing relevant was found", "没有"),   # question's language wins
+    ("en", "2022年世界杯冠军是哪个国家？", "在知识库「docs」中没有找到", "Nothing"),
+])
+def test_refusal_is_in_the_questions_language(svc, ui, question, expect, absent):
     svc.settings.set("ui_language", ui, persist=False)
-    r = AnswerService(svc.settings, svc, backend=ScriptedBackend("unused")).answer("2022年世界杯冠军是哪个国家？", kb="docs")
+    r = AnswerService(svc.settings, svc, backend=ScriptedBackend("unused")).answer(question, kb="docs")
     assert r.refused and expect in r.answer and absent not in r.answer
 
 
 def test_model_saying_not_in_the_sources_is_a_refusal(svc):
+    # the extractive fallback would quote "首都是北京" (it restates the question: see
+    # tests/test_answer_passages.py); here the model's own refusal is what is checked
+    svc.settings.set("extractive_fallback", False, persist=False)
     backend = ScriptedBackend("<answer>资料中没有提到首都是哪里。</answer>")
     r = AnswerService(svc.settings, svc, backend=backend).answer("中华人民共和国的首都是哪里？", kb="docs")
     assert backend.calls and r.sources   # the gate let it through; the model refused
