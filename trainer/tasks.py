@@ -308,9 +308,13 @@ def cmd_tasks(args) -> int:
         print("error: --max must be >= 1 and --refusal-share in [0, 1)", file=sys.stderr)
         return 2
     settings = settings_mod.load(args.home) if args.home else settings_mod.load()
-    bar = tqdm(total=0, unit="task", file=sys.stderr, dynamic_ncols=True)
+    as_json = getattr(args, "progress_json", False)
+    bar = tqdm(total=0, unit="task", file=sys.stderr, dynamic_ncols=True, disable=as_json)
 
     def progress(done, total, message):
+        if as_json:  # one line per update, read by trainer.jobs_tasks.TasksJob (the Retrain dialog)
+            print(json.dumps({"progress": [done, total], "message": message[:80]}, ensure_ascii=False), flush=True)
+            return
         bar.total, bar.n = total, done
         bar.set_description_str(message[:40], refresh=False)
         bar.refresh()
