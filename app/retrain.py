@@ -96,12 +96,15 @@ class RetrainDialog(CompareMixin, tk.Toplevel):
     def _load(self) -> None:
         """On a worker: import matplotlib (the plot module), read the recipes and the run
         history; then, on the Tk thread, build the plot and fill everything in."""
-        settings = self.settings
+        settings, t = self.settings, self.t
+        from app.i18n import cjk_family
+
+        self._family = cjk_family(self)
 
         def work(emit, cancel):
             import importlib
 
-            importlib.import_module("app.retrain_plot")
+            importlib.import_module("app.retrain_plot").warm(t, self._family)
             return jobs.list_recipes(), report.list_runs(settings)
 
         self.dispatcher.submit("retrain-load", work, self._loaded)
@@ -111,9 +114,11 @@ class RetrainDialog(CompareMixin, tk.Toplevel):
 
         recipes, runs = payload if kind == "finished" else ([], [])
         self._plot_holder.destroy()
-        self.plot = RewardPlot(self._plot_frame, self.t)
+        self.plot = RewardPlot(self._plot_frame, self.t, self._family)
         self.plot.pack(fill="both", expand=True)
         self.ax_reward, self.ax_acc = self.plot.ax_reward, self.plot.ax_acc
+        self.update_idletasks()
+        self._body.sashpos(0, int(self._body.winfo_width() * 0.58))   # the plot gets most of the width
         self._all_recipes = recipes
         self.history.show(runs)
         live = [r for r in runs if r.status in ("starting", "running", "stopping")]
@@ -130,7 +135,7 @@ class RetrainDialog(CompareMixin, tk.Toplevel):
         self.columnconfigure(0, weight=1)
         self.rowconfigure(1, weight=1)
         self._build_setup().grid(row=0, column=0, sticky="ew", padx=8, pady=(8, 4))
-        body = ttk.PanedWindow(self, orient="horizontal")
+        body = self._body = ttk.PanedWindow(self, orient="horizontal")
         body.grid(row=1, column=0, sticky="nsew", padx=8, pady=4)
         body.add(self._build_plot(body), weight=3)
         body.add(self._build_live(body), weight=2)
@@ -173,10 +178,10 @@ class RetrainDialog(CompareMixin, tk.Toplevel):
         self.stop_button.pack(side="right", padx=(0, 6))
         self.start_button = ttk.Button(row, text=self.t("start"), command=self.start, state="disabled")
         self.start_button.pack(side="right", padx=6)
-        self.gpu_label = ttk.Label(f, text=self.t("gpu_check"), foreground="#555")
-        self.gpu_label.grid(row=3, column=0, columnspan=6, sticky="w", pady=(6, 0))
         self.recipe_label = ttk.Label(f, text="", foreground="#555")
-        self.recipe_label.grid(row=4, column=0, columnspan=6, sticky="w")
+        self.recipe_label.grid(row=1, column=4, columnspan=2, sticky="w")
+        self.gpu_label = ttk.Label(f, text=self.t("gpu_check"), foreground="#555")
+        self.gpu_label.grid(row=3, column=0, columnspan=6, sticky="w", pady=(4, 0))
         return f
 
     def _build_plot(self, parent) -> ttk.Frame:

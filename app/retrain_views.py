@@ -57,7 +57,7 @@ class LivePanel(ttk.Frame):
         self.eta_label = ttk.Label(self, text="")
         self.eta_label.grid(row=2, column=0, sticky="w")
         ttk.Label(self, text=t("sample")).grid(row=3, column=0, sticky="w", pady=(6, 0))
-        self.sample_text = tk.Text(self, height=7, wrap="word", state="disabled", relief="solid", bd=1)
+        self.sample_text = tk.Text(self, height=5, width=40, wrap="word", state="disabled", relief="solid", bd=1)
         self.sample_text.grid(row=4, column=0, sticky="nsew")
         head = ttk.Frame(self)
         head.grid(row=5, column=0, sticky="ew", pady=(6, 0))
@@ -66,7 +66,7 @@ class LivePanel(ttk.Frame):
         self.details_check = ttk.Checkbutton(head, text=t("log_details"), variable=self.details_var,
                                              command=self._redraw_log)
         self.details_check.pack(side="right")
-        self.log_text = tk.Text(self, height=9, wrap="none", state="disabled", relief="solid", bd=1,
+        self.log_text = tk.Text(self, height=7, width=40, wrap="none", state="disabled", relief="solid", bd=1,
                                 font=("TkFixedFont", 9))
         self.log_text.grid(row=6, column=0, sticky="nsew")
         self.rowconfigure(4, weight=1)
@@ -107,7 +107,7 @@ class ComparisonTable(ttk.Treeview):
     wrongly, format on the held-out tasks."""
 
     def __init__(self, parent, t):
-        super().__init__(parent, columns=("base", "trained"), height=5)
+        super().__init__(parent, columns=("base", "trained"), height=6)
         self.t = t
         self.heading("#0", text=t("metric"))
         self.heading("base", text=t("base"))
@@ -144,7 +144,7 @@ class HistoryTable(ttk.Treeview):
                ("model", 120), ("started", 135))
 
     def __init__(self, parent, t):
-        super().__init__(parent, columns=[c for c, _ in self.COLUMNS], height=5)
+        super().__init__(parent, columns=[c for c, _ in self.COLUMNS], height=6)
         self.t = t
         self.heading("#0", text=t("run"))
         self.column("#0", width=150)
