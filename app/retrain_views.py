@@ -122,11 +122,12 @@ class ComparisonTable(ttk.Treeview):
         self.delete(*self.get_children())
         if not comparison:
             return
-        keys = report.GROUNDED_METRICS if report.is_grounded(comparison.get("trained") or {}) else report.METRICS
+        grounded = report.is_grounded(comparison.get("trained") or {})
+        keys = report.GROUNDED_METRICS if grounded else report.METRICS
         for key in keys:
             self.insert("", "end", text=self.t(f"m_{key}"), values=tuple(
                 with_interval(comparison.get(side) or {}, key) for side in ("base", "trained")))
-        self.insert("", "end", text=self.t("questions"), values=tuple(
+        self.insert("", "end", text=self.t("limit" if grounded else "questions"), values=tuple(
             fmt((comparison.get(side) or {}).get("n")) for side in ("base", "trained")))
 
 

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for lang in ${LANGS:-zh en}; do
-  TQTS_SHOTS=docs/screenshots TQTS_SHOT_LANG=$lang OMP_NUM_THREADS=1 \
+  RETRAIN_SHOTS=docs/screenshots RETRAIN_SHOT_LANG=$lang OMP_NUM_THREADS=1 \
     python -m pytest -q -x -p no:cacheprovider tests/test_retrain_kb_e2e.py
 done
 ls -l docs/screenshots/retrain-kb*.png

@@ -6,7 +6,7 @@ examples); Start runs the REAL ``python -m trainer train`` with ``grounded-cpu-s
 tiny Qwen; the finished run is compared with its base on the held-out tasks (``trainer eval
 --tasks``); "Use this model" adopts it and the next answer comes from it.
 
-The screenshot of the dialog (KB option, tasks, curves, comparison) goes to ``$TQTS_SHOTS``
+The screenshot of the dialog (KB option, tasks, curves, comparison) goes to ``$RETRAIN_SHOTS``
 (default artifacts/; bench/retrain_screenshot.sh sets docs/screenshots/ and the language)."""
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def app(display, settings, tiny_qwen_dir, tmp_path):
     from app.services import build_services
 
     settings.update({"relevance_floor": -1.0, "max_new_tokens": 8, "think": False, "chunk_size": 150,
-                     "chunk_overlap": 0, "ui_language": os.environ.get("TQTS_SHOT_LANG", "zh")})
+                     "chunk_overlap": 0, "ui_language": os.environ.get("RETRAIN_SHOT_LANG", "zh")})
     services = build_services(settings)
     services.registry.import_path(tiny_qwen_dir, name="tiny")
     services.registry.use("tiny")
@@ -74,7 +74,7 @@ def test_build_tasks_train_on_the_knowledge_base_compare_adopt(app):
     trained, base = dlg.comparison["trained"], dlg.comparison["base"]
     assert set(trained) >= {"correct", "cited_right", "refused_right", "format", "n"} and trained["n"] == base["n"]
     assert 1 <= trained["n"] <= 4                                     # held-out tasks, never trained on
-    shots = Path(os.environ.get("TQTS_SHOTS", ROOT / "artifacts"))
+    shots = ROOT / os.environ.get("RETRAIN_SHOTS", "artifacts")    # not TQTS_*: the home fixture clears those
     shots.mkdir(parents=True, exist_ok=True)
     screenshot(dlg, shots / f"retrain-kb{'' if dlg.t.lang == 0 else '-en'}.png")
 

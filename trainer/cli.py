@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", required=True, help="tasks file to write (.jsonl)")
     k.add_argument("--max", type=int, default=500, help="most tasks (balanced over documents)")
     k.add_argument("--from-file", help="CSV/JSONL of question,answer pairs (default: rule-made questions)")
+    k.add_argument("--propose-with", help="model folder that also proposes questions (kept when the answer is a "
+                   "verbatim span of the chunk and not in the question)")
+    k.add_argument("--propose", type=int, default=50, help="chunks the model is asked about (with --propose-with)")
     k.add_argument("--refusal-share", type=float, default=0.2, help="share of tasks without the gold passage")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--home", help="data dir (default: TQTS_HOME)")
