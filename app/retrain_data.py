@@ -73,7 +73,7 @@ class DataPanel(ttk.Frame):
         self.build_button.grid(row=0, column=2, padx=(0, 6))
         self.progress = ttk.Progressbar(self.kb_row, mode="determinate", maximum=1.0, length=100)
         self.progress.grid(row=0, column=3, padx=(0, 6))
-        self.summary_label = ttk.Label(self.kb_row, text="", wraplength=760, foreground="#155")
+        self.summary_label = ttk.Label(self.kb_row, text="", wraplength=640, foreground="#155")
         self.summary_label.grid(row=0, column=4, sticky="ew")
         self.examples_text = tk.Text(self.kb_row, height=3, width=60, wrap="none", state="disabled", relief="solid",
                                      bd=1, font=("TkDefaultFont", 9))

@@ -70,8 +70,8 @@ class RewardPlot(ttk.Frame):
         xs, ys = report.accuracy_series(rows)
         if xs:
             ax_a.plot(xs, ys, marker="o", color="tab:green")
-        ax_r.set_ylabel(t("mean_reward"), fontdict=font)
-        ax_a.set_ylabel(t("eval_accuracy"), fontdict=font)
+        ax_r.set_ylabel(t("mean_reward"), fontdict={"size": 8, **font})
+        ax_a.set_ylabel(t("eval_accuracy"), fontdict={"size": 8, **font})
         ax_a.set_xlabel(t("step"), fontdict=font)
         ax_a.set_ylim(-0.05, 1.05)
         ax_a.xaxis.set_major_locator(MaxNLocator(integer=True))
