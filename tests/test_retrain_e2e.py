@@ -65,7 +65,11 @@ def test_retrain_button_to_adopted_answer(app):
     services, root = app.services, app.root
     find_button(root, app.tr("menu.retrain")).invoke()
     dlg = root._tqts_retrain
-    pump(root, lambda: str(dlg.start_button["state"]) == "normal", timeout=120)   # GPU probe done
+    pump(root, lambda: dlg.loaded and dlg.gpu is not None, timeout=120)           # GPU probe done
+    assert dlg.data.source() == "kb"                       # the main window's knowledge base first
+    dlg.data.source_var.set("gsm8k")                       # this test trains on math
+    dlg.data._source_changed()
+    pump(root, lambda: str(dlg.start_button["state"]) == "normal", timeout=120)
     assert dlg.recipe_var.get() == "smoke-cpu" and dlg.model_var.get() == "tiny"
     assert not dlg.gpu["cuda"] and "CUDA" in dlg.gpu_label["text"]
 
