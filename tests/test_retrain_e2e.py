@@ -79,7 +79,8 @@ def test_retrain_button_to_adopted_answer(app):
     dlg.start_button.invoke()
     pump(root, lambda: len(dlg.rows) >= 2, timeout=300)
     assert len(dlg.ax_reward.lines[0].get_xdata()) >= 2
-    assert {ln.get_label() for ln in dlg.ax_reward.lines} >= {"total", "correctness", "strict_format"}
+    assert {ln.get_label() for ln in dlg.ax_reward.lines} >= {dlg.t.reward(n) for n in (
+        "reward", "correctness", "strict_format")}                    # names in the UI language
     pump(root, lambda: dlg.sample_text.get("1.0", "end").strip() != "", timeout=60)
     screenshot(dlg, SHOT)
     dlg.stop_button.invoke()
