@@ -379,7 +379,7 @@ class App:
         except Exception as e:  # noqa: BLE001 - the retrain area may be absent in this install
             self.show_error(self.tr("retrain.unavailable", error=e))
             return
-        open_retrain_dialog(self.root, self.services)
+        open_retrain_dialog(self.root, self.services, kb=self.kb_name)
 
     # -- closing -------------------------------------------------------------------------
     def close(self, timeout: float = 5.0) -> list[str]:

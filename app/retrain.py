@@ -6,6 +6,11 @@ this process. Threads: the Tk thread polls the run folder every ``POLL_MS`` with
 stopping (SIGINT, wait, kill), the evaluation, registering a model — runs on a worker of
 :class:`app.worker.Dispatcher`, whose events come back on the Tk thread.
 
+Opening is quick: the window appears with its controls at once; matplotlib (the plot), the
+recipe list and the run history are loaded on a worker and filled in afterwards (the dialog's
+``loaded`` turns True). What to train on (knowledge base tasks, gsm8k, both) is
+app/retrain_data.py; the strings are app/retrain_text.py (zh and en, through app/i18n.py).
+
 Closing the dialog (or the app) leaves a run going; opening the dialog again finds it from
 its run folder (``<data dir>/runs/<name>/run.json``) and follows it again.
 """
@@ -13,27 +18,31 @@ from __future__ import annotations
 
 import json
 import tkinter as tk
-from pathlib import Path
-from tkinter import filedialog, messagebox, ttk
+from tkinter import messagebox, ttk
 
 from app.layout import place
-from app.retrain_views import TEXT, ComparisonTable, HistoryTable, LivePanel, RewardPlot
+from app.retrain_compare import DEFAULT_EVAL_LIMIT, CompareMixin  # noqa: F401 - re-exported
+from app.retrain_data import DataPanel
+from app.retrain_text import Text
+from app.retrain_views import HistoryTable, LivePanel
 from app.retrain_views import duration as report_duration
 from app.worker import Dispatcher
 from trainer import jobs
 from trainer import jobs_report as report
 
 POLL_MS = 500
-DEFAULT_EVAL_LIMIT = 20
+LOG_TAIL = 200          # raw lines read; the log pane shows the trainer's own ones (details: all)
 
 
-def open_retrain_dialog(root, services, *, launcher: list[str] | None = None) -> RetrainDialog:
+def open_retrain_dialog(root, services, *, launcher: list[str] | None = None, kb: str | None = None) -> RetrainDialog:
     """Open the Retrain dialog (or raise the one already open) over ``root``.
 
     Args:
         root: the main Tk window.
-        services: ``app.services.Services`` (uses ``.settings``, ``.registry``, ``.answers``).
+        services: ``app.services.Services`` (uses ``.settings``, ``.registry``, ``.answers``,
+            ``.kb`` for the list of knowledge bases).
         launcher: command that replaces ``python -m trainer`` (tests: a fake trainer).
+        kb: the knowledge base offered as "my knowledge base" (the main window's current one).
 
     Returns:
         The dialog (a ``tk.Toplevel``).
@@ -43,35 +52,34 @@ def open_retrain_dialog(root, services, *, launcher: list[str] | None = None) ->
         existing.deiconify()
         existing.lift()
         return existing
-    dlg = RetrainDialog(root, services, launcher=launcher)
+    dlg = RetrainDialog(root, services, launcher=launcher, kb=kb)
     root._tqts_retrain = dlg
     return dlg
 
 
-class RetrainDialog(tk.Toplevel):
+class RetrainDialog(CompareMixin, tk.Toplevel):
     """The dialog. Attributes used by tests: ``start_button``, ``stop_button``, ``use_button``,
     ``evaluate_button``, ``job`` (the followed :class:`trainer.jobs.TrainingJob`), ``rows``
-    (its progress rows), ``comparison`` (the last eval result), ``message`` (status line)."""
+    (its progress rows), ``comparison`` (the last eval result), ``message`` (status line),
+    ``data`` (the :class:`app.retrain_data.DataPanel`), ``loaded`` (plot, recipes and history
+    filled in), ``plot`` (None until then)."""
 
-    def __init__(self, root, services, *, launcher: list[str] | None = None):
+    def __init__(self, root, services, *, launcher: list[str] | None = None, kb: str | None = None):
         super().__init__(root)
         self.services, self.settings = services, services.settings
         self.launcher = launcher
-        lang = getattr(self.settings, "ui_language", "zh")
-        self._lang = 0 if lang == "zh" else 1
-        try:
-            from app.i18n import Strings
-
-            self._strings = Strings(lang)
-        except ImportError:  # strings are optional: the built-in TEXT is complete
-            self._strings = None
+        self.t = Text(getattr(self.settings, "ui_language", "zh"))
         self.title(self.t("title"))
         place(self, (1180, 800), minimum=(900, 560))
         self.job: jobs.TrainingJob | None = None
         self.rows: list[dict] = []
         self.comparison: dict | None = None
         self.gpu: dict | None = None
-        self.recipes: list[dict] = []
+        self.recipes: list[dict] = []          # the recipes this machine can run
+        self._all_recipes: list[dict] | None = None
+        self.plot = None
+        self.loaded = False
+        self._kb = kb
         self._eval: report.EvalJob | None = None
         self._busy = ""            # "stopping" | "evaluating" | "adopting" | ""
         self._closed = False
@@ -82,23 +90,52 @@ class RetrainDialog(tk.Toplevel):
         self._build()
         self.protocol("WM_DELETE_WINDOW", lambda: self.close(notify=True))
         self._probe_gpu()
-        self._reopen()
+        self._load()
         self._after = self.after(POLL_MS, self._tick)
 
-    def t(self, key: str, **kw) -> str:
-        """The UI string ``key`` in the settings' language."""
-        text = TEXT[key][self._lang]
-        if self._strings is not None:        # assets/strings_*.json may override "retrain.<key>"
-            override = self._strings(f"retrain.{key}")
-            text = text if override == f"retrain.{key}" else override
-        return text.format(**kw) if kw else text
+    def _load(self) -> None:
+        """On a worker: import matplotlib (the plot module), read the recipes and the run
+        history; then, on the Tk thread, build the plot and fill everything in."""
+        settings, t = self.settings, self.t
+        from app.i18n import cjk_family
+
+        self._family = cjk_family(self)
+
+        def work(emit, cancel):
+            import importlib
+
+            importlib.import_module("app.retrain_plot").warm(t, self._family)
+            return jobs.list_recipes(), report.list_runs(settings)
+
+        self.dispatcher.submit("retrain-load", work, self._loaded)
+
+    def _loaded(self, kind: str, payload) -> None:
+        from app.retrain_plot import RewardPlot
+
+        recipes, runs = payload if kind == "finished" else ([], [])
+        self._plot_holder.destroy()
+        self.plot = RewardPlot(self._plot_frame, self.t, self._family)
+        self.plot.pack(fill="both", expand=True)
+        self.ax_reward, self.ax_acc = self.plot.ax_reward, self.plot.ax_acc
+        self.update_idletasks()
+        self._body.sashpos(0, int(self._body.winfo_width() * 0.58))   # the plot gets most of the width
+        self._all_recipes = recipes
+        self.history.show(runs)
+        live = [r for r in runs if r.status in ("starting", "running", "stopping")]
+        pick = (live or runs or [None])[0]
+        if pick is not None and self.job is None:
+            self._follow(jobs.TrainingJob.attach(pick.path))
+        self.loaded = True
+        self._fill_recipes()
+        if kind == "failed":
+            self._message(str(payload), error=True)
 
     # -- layout ------------------------------------------------------------------------
     def _build(self) -> None:
         self.columnconfigure(0, weight=1)
         self.rowconfigure(1, weight=1)
         self._build_setup().grid(row=0, column=0, sticky="ew", padx=8, pady=(8, 4))
-        body = ttk.PanedWindow(self, orient="horizontal")
+        body = self._body = ttk.PanedWindow(self, orient="horizontal")
         body.grid(row=1, column=0, sticky="nsew", padx=8, pady=4)
         body.add(self._build_plot(body), weight=3)
         body.add(self._build_live(body), weight=2)
@@ -110,25 +147,25 @@ class RetrainDialog(tk.Toplevel):
 
     def _build_setup(self) -> ttk.LabelFrame:
         f = ttk.LabelFrame(self, text=self.t("setup"), padding=6)
+        f.columnconfigure(3, weight=1)
+        self.data = DataPanel(f, self, kb=self._kb)
+        self.data.grid(row=0, column=0, columnspan=6, sticky="ew", pady=(0, 6))
+        self.dataset_var = self.data.dataset_var
         self.recipe_var = tk.StringVar()
         self.model_var = tk.StringVar(value=self._default_model())
-        self.dataset_var = tk.StringVar(value=jobs.DEFAULT_DATASET)
         self.steps_var = tk.StringVar(value="")
         self.epochs_var = tk.StringVar(value="")
         self.lora_var = tk.BooleanVar(value=True)
         self.run_name_var = tk.StringVar(value="")
-        self.recipe_box = ttk.Combobox(f, textvariable=self.recipe_var, state="readonly", width=16)
+        self.recipe_box = ttk.Combobox(f, textvariable=self.recipe_var, state="readonly", width=20)
         self.recipe_box.bind("<<ComboboxSelected>>", lambda e: self._recipe_chosen())
         self.model_box = ttk.Combobox(f, textvariable=self.model_var, width=30,
                                       values=self._model_names())
-        cells = [(self.t("recipe"), self.recipe_box), (self.t("model"), self.model_box),
-                 (self.t("dataset"), ttk.Entry(f, textvariable=self.dataset_var, width=34))]
-        for i, (label, widget) in enumerate(cells):
-            ttk.Label(f, text=label).grid(row=0, column=2 * i, sticky="w", padx=(0, 4))
-            widget.grid(row=0, column=2 * i + 1, sticky="ew", padx=(0, 10))
-        ttk.Button(f, text=self.t("local"), command=self._pick_dataset).grid(row=0, column=6)
+        for i, (label, widget) in enumerate(((self.t("recipe"), self.recipe_box), (self.t("model"), self.model_box))):
+            ttk.Label(f, text=label).grid(row=1, column=2 * i, sticky="w", padx=(0, 4))
+            widget.grid(row=1, column=2 * i + 1, sticky="w", padx=(0, 10))
         row = ttk.Frame(f)
-        row.grid(row=1, column=0, columnspan=8, sticky="ew", pady=(6, 0))
+        row.grid(row=2, column=0, columnspan=6, sticky="ew", pady=(6, 0))
         for label, var, width in ((self.t("steps"), self.steps_var, 6),
                                   (self.t("epochs"), self.epochs_var, 5),
                                   (self.t("run_name"), self.run_name_var, 18)):
@@ -141,39 +178,23 @@ class RetrainDialog(tk.Toplevel):
         self.stop_button.pack(side="right", padx=(0, 6))
         self.start_button = ttk.Button(row, text=self.t("start"), command=self.start, state="disabled")
         self.start_button.pack(side="right", padx=6)
-        self.gpu_label = ttk.Label(f, text=self.t("gpu_check"), foreground="#555")
-        self.gpu_label.grid(row=2, column=0, columnspan=8, sticky="w", pady=(6, 0))
         self.recipe_label = ttk.Label(f, text="", foreground="#555")
-        self.recipe_label.grid(row=3, column=0, columnspan=8, sticky="w")
+        self.recipe_label.grid(row=1, column=4, columnspan=2, sticky="w")
+        self.gpu_label = ttk.Label(f, text=self.t("gpu_check"), foreground="#555")
+        self.gpu_label.grid(row=3, column=0, columnspan=6, sticky="w", pady=(4, 0))
         return f
 
     def _build_plot(self, parent) -> ttk.Frame:
-        self.plot = RewardPlot(parent)
-        self.ax_reward, self.ax_acc = self.plot.ax_reward, self.plot.ax_acc
-        return self.plot
+        """A frame that shows "loading…" until matplotlib is imported (see :meth:`_load`)."""
+        self._plot_frame = ttk.Frame(parent)
+        self._plot_holder = ttk.Label(self._plot_frame, text=self.t("loading"), anchor="center")
+        self._plot_holder.pack(fill="both", expand=True)
+        return self._plot_frame
 
     def _build_live(self, parent) -> ttk.Frame:
         self.live = LivePanel(parent, self.t)
         self.sample_text, self.log_text = self.live.sample_text, self.live.log_text
         return self.live
-
-    def _build_compare(self, parent) -> ttk.LabelFrame:
-        f = ttk.LabelFrame(parent, text=self.t("compare"), padding=6)
-        top = ttk.Frame(f)
-        top.pack(fill="x")
-        ttk.Label(top, text=self.t("limit")).pack(side="left")
-        self.limit_var = tk.StringVar(value=str(DEFAULT_EVAL_LIMIT))
-        ttk.Spinbox(top, from_=1, to=1319, textvariable=self.limit_var, width=5).pack(side="left", padx=4)
-        self.evaluate_button = ttk.Button(top, text=self.t("evaluate"), command=self.evaluate,
-                                          state="disabled")
-        self.evaluate_button.pack(side="left", padx=4)
-        self.use_button = ttk.Button(top, text=self.t("use"), command=self.adopt, state="disabled")
-        self.use_button.pack(side="left")
-        self.compare_tree = ComparisonTable(f, self.t)
-        self.compare_tree.pack(fill="both", expand=True, pady=(4, 0))
-        self.message_label = ttk.Label(f, text="", wraplength=330, foreground="#155")
-        self.message_label.pack(fill="x", pady=(4, 0))
-        return f
 
     def _build_history(self, parent) -> ttk.LabelFrame:
         f = ttk.LabelFrame(parent, text=self.t("history"), padding=6)
@@ -207,16 +228,30 @@ class RetrainDialog(tk.Toplevel):
             self.steps_var.set(str(steps))
             self.epochs_var.set("" if steps else str(recipe.get("epochs") or ""))
             self.lora_var.set(bool(recipe["lora"]))
-            self.recipe_label.configure(text=recipe.get("description", ""))
-            data = str(recipe.get("dataset") or jobs.DEFAULT_DATASET)
-            local = jobs.ROOT / data
-            self.dataset_var.set(str(local.resolve()) if data.startswith(".") and local.exists() else data)
+            self.recipe_label.configure(text=self.t.recipe(recipe["name"], recipe.get("description", "")))
+            if not recipe.get("grounded"):
+                self.data.set_recipe_dataset(str(recipe.get("dataset") or jobs.DEFAULT_DATASET))
 
-    def _pick_dataset(self) -> None:
-        path = filedialog.askopenfilename(parent=self, filetypes=[
-            ("GSM8K-style data", "*.jsonl *.json *.parquet"), ("All files", "*")])
-        if path:
-            self.dataset_var.set(path)
+    def _fill_recipes(self) -> None:
+        """The recipes offered: those this machine can run (every one with a GPU, else the CPU
+        ones) that train on the chosen data (grounded recipes for knowledge-base tasks)."""
+        if self.gpu is None or self._all_recipes is None:
+            return
+        grounded = self.data.grounded()
+        self.recipes = [r for r in self._all_recipes if (self.gpu.get("cuda") or r["cpu"])
+                        and bool(r.get("grounded")) == grounded]
+        names = [r["name"] for r in self.recipes]
+        self.recipe_box.configure(values=names)
+        if self.recipe_var.get() not in names:
+            self.recipe_var.set(names[0] if names else "")
+            self._recipe_chosen()
+        self._update_buttons()
+
+    def data_changed(self) -> None:
+        """The data panel changed (source, knowledge base, tasks built): recipes and buttons."""
+        if hasattr(self, "recipe_box"):
+            self._fill_recipes()
+            self._update_buttons()
 
     def _probe_gpu(self) -> None:
         self.dispatcher.submit("retrain-gpu", lambda emit, cancel: report.gpu_info(
@@ -231,11 +266,7 @@ class RetrainDialog(tk.Toplevel):
                                                  total=info.get("total_mb", "?")))
         else:
             self.gpu_label.configure(text=self.t("no_gpu"), foreground="#a40")
-        self.recipes = [r for r in jobs.list_recipes() if info.get("cuda") or r["cpu"]]
-        self.recipe_box.configure(values=[r["name"] for r in self.recipes])
-        if self.recipes and not self.recipe_var.get():
-            self.recipe_var.set(self.recipes[0]["name"])
-            self._recipe_chosen()
+        self._fill_recipes()
         self._update_buttons()
 
     # -- actions -----------------------------------------------------------------------
@@ -244,11 +275,13 @@ class RetrainDialog(tk.Toplevel):
         try:
             steps = int(self.steps_var.get()) if self.steps_var.get().strip() else None
             epochs = float(self.epochs_var.get()) if self.epochs_var.get().strip() else None
+            if not self.data.ready():
+                raise ValueError(self.t("tasks_needed"))
             job = jobs.TrainingJob.start(
                 self.settings, self.recipe_var.get(), self.model_var.get().strip(),
-                dataset=self.dataset_var.get().strip() or None, max_steps=steps, epochs=epochs,
+                max_steps=steps, epochs=epochs,
                 lora=self.lora_var.get(), run_name=self.run_name_var.get().strip() or None,
-                allow_cpu=not (self.gpu or {}).get("cuda"), launcher=self.launcher)
+                allow_cpu=not (self.gpu or {}).get("cuda"), launcher=self.launcher, **self.data.train_args())
         except (ValueError, OSError) as e:
             messagebox.showerror(self.t("error"), str(e), parent=self)
             return
@@ -268,7 +301,7 @@ class RetrainDialog(tk.Toplevel):
                 args.get("model") or self.model_var.get(), dataset=args.get("dataset"),
                 max_steps=args.get("max_steps"), epochs=args.get("epochs"), lora=args.get("lora"),
                 run_name=job.name, allow_cpu=bool(args.get("allow_cpu")), resume=True,
-                launcher=self.launcher)
+                launcher=self.launcher, mix_dataset=args.get("mix_dataset"), mix_ratio=args.get("mix_ratio"))
         except (ValueError, OSError) as e:
             messagebox.showerror(self.t("error"), str(e), parent=self)
             return
@@ -288,106 +321,14 @@ class RetrainDialog(tk.Toplevel):
         self._message(self.t("stopping_after", step=step, wait=report_duration(timeout)))
         self.dispatcher.submit("retrain-stop", lambda emit, cancel: job.stop(timeout=timeout),
                                lambda kind, payload: self._done_busy())
+        self._show_status(job, "stopping")
         self._update_buttons()
-
-    def evaluate(self) -> None:
-        """Evaluate button: base vs trained on the held-out split (subprocess, on a worker)."""
-        job, ckpt = self.job, self.job.checkpoint() if self.job else None
-        if job is None or ckpt is None or self._busy:
-            return
-        kw = self._eval_args(job, ckpt)
-        try:
-            limit = max(1, int(self.limit_var.get()))
-        except ValueError:
-            limit = DEFAULT_EVAL_LIMIT
-        self._busy = "evaluating"
-        self._message(self.t("evaluating"))
-
-        def work(emit, cancel):
-            self._eval = report.EvalJob.start(self.settings, output=job.run_dir / "compare-report.json",
-                                            limit=limit, launcher=self.launcher, **kw)
-            raw = self._eval.result()
-            result = {**report.comparison(raw, kw["model"], kw["adapter"]), "limit": limit,
-                      "data": kw["data"]}
-            (job.run_dir / "compare.json").write_text(json.dumps(result, ensure_ascii=False),
-                                                      encoding="utf-8")
-            return result
-
-        self.dispatcher.submit("retrain-eval", work,
-                               lambda kind, payload: self._eval_event(job, kind, payload))
-        self._update_buttons()
-
-    def _eval_args(self, job, ckpt: Path) -> dict:
-        """``python -m trainer eval`` arguments from the run's run.json: the trained model
-        (base + adapter, or the full checkpoint), the base to compare, the held-out data."""
-        meta = job.info()
-        args, recipe = meta.get("args") or {}, meta.get("recipe_fields") or {}
-        base = str(meta.get("model") or args.get("model") or self.model_var.get())
-        data = str(recipe.get("eval_data") or args.get("dataset") or recipe.get("dataset")
-                   or self.dataset_var.get())
-        lora = (ckpt / "adapter_config.json").exists()
-        tokens = recipe.get("eval_max_new_tokens") or (recipe.get("grpo") or {}).get("max_completion_length")
-        return {"model": base if lora else str(ckpt), "adapter": str(ckpt) if lora else "",
-                "compare": base, "data": data, "split": recipe.get("eval_split") or "test",
-                "max_new_tokens": tokens}
-
-    def _eval_event(self, job, kind: str, payload) -> None:
-        self._eval = None
-        if kind == "failed":
-            self._message(str(payload), error=True)
-        elif kind == "finished" and self.job is job:        # else another run is shown now
-            self._show_comparison(payload)
-            self._message("")
-        self._refresh_history()
-        self._done_busy()
-
-    def adopt(self) -> None:
-        """Use this model: register the run's best/final checkpoint and make it answer."""
-        job = self.job
-        ckpt = job.checkpoint() if job else None
-        if ckpt is None:
-            self._message(self.t("no_ckpt"), error=True)
-            return
-        base = self._eval_args(job, ckpt)["compare"]
-        metrics = (self.comparison or {}).get("trained") or {}
-        registry = self.services.registry
-        self._busy = "adopting"
-
-        def work(emit, cancel):
-            entry = registry.register_trained(str(ckpt), name=f"grpo-{job.name}", base=base,
-                                              metrics=metrics)
-            return registry.use(entry.name)
-
-        self.dispatcher.submit("retrain-adopt", work, self._adopt_event)
-        self._update_buttons()
-
-    def _adopt_event(self, kind: str, payload) -> None:
-        if kind == "failed":
-            self._message(str(payload), error=True)
-        elif kind == "finished":
-            self.adopted = payload
-            answers = getattr(self.services, "answers", None)
-            if answers is not None and hasattr(answers, "set_backend"):
-                answers.set_backend(None)       # the next question loads the adopted model
-            self._message(self.t("adopted", name=payload.name))
-            for widget in (self, self.master):       # the main window may bind it to refresh
-                widget.event_generate("<<ModelAdopted>>", when="tail")
-        self._done_busy()
 
     def _done_busy(self) -> None:
         self._busy = ""
         self._update_buttons()
 
     # -- following a run ---------------------------------------------------------------
-    def _reopen(self) -> None:
-        """Find a running run (else the newest) in the runs folder and show it."""
-        runs = report.list_runs(self.settings)
-        live = [r for r in runs if r.status in ("starting", "running", "stopping")]
-        pick = (live or runs or [None])[0]
-        if pick is not None:
-            self._follow(jobs.TrainingJob.attach(pick.path))
-        self._refresh_history()
-
     def _follow(self, job: jobs.TrainingJob) -> None:
         self.job, self.rows, self.comparison = job, [], None
         self._message("")
@@ -397,7 +338,7 @@ class RetrainDialog(tk.Toplevel):
         if not self._was_live and self.stop_detail():
             self._message(self.t("stop_why", detail=self.stop_detail()))
         self.live.show_sample(job.latest_sample())
-        self.live.show_log(job.log_tail(40))
+        self.live.show_log(job.log_tail(LOG_TAIL))
         self._tick(schedule=False)
 
     def _tick(self, schedule: bool = True) -> None:
@@ -415,7 +356,7 @@ class RetrainDialog(tk.Toplevel):
             self._show_status(job, status)
             if self._was_live:
                 self.live.show_sample(job.latest_sample())
-                self.live.show_log(job.log_tail(40))
+                self.live.show_log(job.log_tail(LOG_TAIL))
             if status in jobs.FINAL_STATUSES and self._was_live:
                 self._was_live = False
                 self._run_ended(status)
@@ -441,16 +382,15 @@ class RetrainDialog(tk.Toplevel):
         return f"{stop.get('detail', stop.get('reason', ''))} ({str(stop.get('time', ''))[:19].replace('T', ' ')})"
 
     def _show_status(self, job, status: str) -> None:
+        if self._busy == "stopping" and status not in jobs.FINAL_STATUSES:
+            status = "stopping"          # from the click on: "stopping…" until the real end state
         last = self.rows[-1] if self.rows else {}
         eta = report.eta_seconds(self.rows) if status == "running" else None
         self.live.show_status(job.name, status, last.get("step", 0), last.get("total_steps") or 0, eta)
 
-    def _show_comparison(self, comparison: dict | None) -> None:
-        self.comparison = comparison
-        self.compare_tree.show(comparison)
-
     def _redraw(self) -> None:
-        self.plot.show(self.rows)
+        if self.plot is not None:
+            self.plot.show(self.rows)
 
     def _refresh_history(self) -> None:
         self.history.show(report.list_runs(self.settings))
@@ -466,11 +406,13 @@ class RetrainDialog(tk.Toplevel):
         return self.job is not None and self.job.status() in ("starting", "running", "stopping")
 
     def _update_buttons(self) -> None:
-        live, ready = self._live(), self.gpu is not None and bool(self.recipes)
+        live = self._live()
+        ready = self.gpu is not None and bool(self.recipes) and self.loaded and self.data.ready()
         has_ckpt = self.job is not None and not live and self.job.checkpoint() is not None
-        resumable = not live and self.job is not None and self.job.resumable()
-        states = {self.start_button: ready and not live and not self._busy,
-                  self.stop_button: live and self._busy != "stopping",
+        resumable = not live and self.job is not None and self.job.resumable() and not self.job.is_alive()
+        stopping = self._busy == "stopping"
+        states = {self.start_button: ready and not live and self._busy in ("", "stopping"),
+                  self.stop_button: live and not stopping,
                   self.resume_button: ready and resumable and not self._busy,
                   self.evaluate_button: has_ckpt and not self._busy,
                   self.use_button: has_ckpt and not self._busy}
@@ -488,6 +430,7 @@ class RetrainDialog(tk.Toplevel):
             messagebox.showinfo(self.t("title"), self.t("keeps_running"), parent=self)
         if self._eval is not None:
             self._eval.stop()
+        self.data.cancel()
         self._closed = True
         self.after_cancel(self._after)
         self.dispatcher.shutdown(timeout=1)

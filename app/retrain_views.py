@@ -1,6 +1,7 @@
-"""Widgets of the Retrain dialog (app/retrain.py): its strings, the live reward / accuracy
-plot (matplotlib embedded with FigureCanvasTkAgg), the base-vs-trained table, the run history.
-All of them are filled on the Tk thread from data the dialog already read.
+"""Widgets of the Retrain dialog (app/retrain.py): the live panel (status, sample, the trainer's
+log with a details toggle), the base-vs-trained table, the run history. All of them are filled
+on the Tk thread from data the dialog already read. The plot is app/retrain_plot.py (matplotlib,
+imported off the Tk thread); the strings are app/retrain_text.py.
 """
 from __future__ import annotations
 
@@ -8,48 +9,8 @@ import tkinter as tk
 from pathlib import Path
 from tkinter import ttk
 
-from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
-
+from app.retrain_text import TEXT
 from trainer import jobs_report as report
-
-#: Local UI strings (zh, en); assets/strings_*.json may override them with "retrain.<key>".
-TEXT = {
-    "title": ("重新训练（GRPO）", "Retrain (GRPO)"),
-    "setup": ("训练设置", "Setup"), "recipe": ("配方", "Recipe"), "model": ("基础模型", "Base model"),
-    "dataset": ("数据集", "Dataset"), "local": ("本地文件…", "Local file…"),
-    "steps": ("步数", "Steps"), "epochs": ("轮数", "Epochs"), "lora": ("LoRA 适配器", "LoRA adapter"),
-    "run_name": ("运行名称", "Run name"), "start": ("开始训练", "Start"), "stop": ("停止", "Stop"),
-    "resume": ("继续训练", "Resume"),
-    "gpu_check": ("正在检测 GPU…", "Checking the GPU…"),
-    "gpu": ("GPU：{name}，空闲显存 {free} MB / {total} MB", "GPU: {name}, {free} MB free of {total} MB"),
-    "no_gpu": ("未检测到 CUDA GPU：只能运行 CPU 冒烟配方（验证流程，不会提升模型）。",
-               "No CUDA GPU found: only the CPU smoke recipe can run (it proves the pipeline; "
-               "it does not improve the model)."),
-    "idle": ("尚未开始", "No run yet"), "progress": ("第 {step} / {total} 步", "Step {step} / {total}"),
-    "eta": ("剩余约 {eta}", "about {eta} left"),
-    "status": ("运行 {name}：{status}", "Run {name}: {status}"),
-    "sample": ("最新样本", "Latest completion"), "log": ("日志", "Log"),
-    "compare": ("对比（测试集，训练从未见过）", "Compare (test questions, never seen in training)"),
-    "limit": ("题数", "Questions"),
-    "questions": ("题数（95% 区间：Wilson）", "questions (95 % interval: Wilson)"),
-    "stopping_after": ("第 {step} 步结束后停止…（最多等 {wait}）", "stopping after step {step}… (waiting up to {wait})"),
-    "stop_why": ("停止原因：{detail}", "Why it stopped: {detail}"),
-    "evaluate": ("评估", "Evaluate"), "use": ("使用此模型", "Use this model"),
-    "metric": ("指标", "Metric"), "base": ("基础", "Base"), "trained": ("训练后", "Trained"),
-    "history": ("历史运行", "Run history"),
-    "evaluating": ("正在评估基础模型与训练后模型…", "Evaluating base and trained model…"),
-    "adopted": ("已启用 {name}：下一个回答将由它生成。", "Now answering with {name}."),
-    "no_ckpt": ("这个运行没有检查点可用。", "This run has no checkpoint to use."),
-    "keeps_running": ("训练仍在后台运行；重新打开此窗口即可继续查看。",
-                      "Training keeps running in the background; reopen this dialog to follow it."),
-    "error": ("出错", "Error"),
-    "starting": ("启动中", "starting"), "running": ("训练中", "running"),
-    "stopping": ("停止中", "stopping"), "stopped": ("已停止", "stopped"),
-    "finished": ("已完成", "finished"), "failed": ("失败", "failed"),
-}
-METRIC_NAMES = {"strict": "strict accuracy", "lenient": "lenient accuracy", "format_rate": "format rate"}
 
 
 def fmt(value) -> str:
@@ -67,42 +28,6 @@ def duration(seconds: float) -> str:
 
 
 
-class RewardPlot(ttk.Frame):
-    """Mean reward per reward function (and the total) over steps; held-out accuracy below."""
-
-    def __init__(self, parent):
-        super().__init__(parent)
-        self.figure = Figure(figsize=(6.4, 4.4), dpi=100, layout="constrained")
-        self.ax_reward = self.figure.add_subplot(2, 1, 1)
-        self.ax_acc = self.figure.add_subplot(2, 1, 2, sharex=self.ax_reward)
-        self.canvas = FigureCanvasTkAgg(self.figure, master=self)
-        self.canvas.get_tk_widget().pack(fill="both", expand=True)
-        self.show([])
-
-    def show(self, rows: list[dict]) -> None:
-        """Redraw from progress rows (see trainer/jobs_report.py for the series)."""
-        ax_r, ax_a = self.ax_reward, self.ax_acc
-        ax_r.clear()
-        ax_a.clear()
-        for name, (xs, ys) in report.reward_series(rows).items():
-            ax_r.plot(xs, ys, marker="o", markersize=3, lw=2.2 if name == "reward" else 1.2,
-                      label="total" if name == "reward" else name)
-        xs, ys = report.accuracy_series(rows)
-        ax_a.plot(xs, ys, marker="o", color="tab:green")
-        ax_r.set_ylabel("mean reward")
-        ax_a.set_ylabel("eval accuracy")
-        ax_a.set_xlabel("step")
-        ax_a.set_ylim(-0.05, 1.05)
-        ax_a.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if ax_r.lines:
-            ax_r.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.01), ncols=3,
-                        frameon=False, borderaxespad=0)
-        for ax in (ax_r, ax_a):
-            ax.grid(alpha=0.3)
-        if self.canvas.get_tk_widget().winfo_width() > 50:    # not before the first layout
-            self.canvas.draw_idle()
-
-
 def set_text(widget: tk.Text, text: str, end: bool = False) -> None:
     """Replace a read-only Text's content (no-op when unchanged, so scrolling is kept)."""
     if widget.get("1.0", "end-1c") == text:
@@ -116,7 +41,10 @@ def set_text(widget: tk.Text, text: str, end: bool = False) -> None:
 
 
 class LivePanel(ttk.Frame):
-    """Run status with step / total and ETA, the latest sampled completion, the log tail."""
+    """Run status with step / total and ETA, the latest sampled completion, the trainer's log
+    (its own lines; warnings and progress bars only with "show all output" ticked)."""
+
+    LOG_LINES = 40
 
     def __init__(self, parent, t):
         super().__init__(parent, padding=(6, 0, 0, 0))
@@ -129,14 +57,21 @@ class LivePanel(ttk.Frame):
         self.eta_label = ttk.Label(self, text="")
         self.eta_label.grid(row=2, column=0, sticky="w")
         ttk.Label(self, text=t("sample")).grid(row=3, column=0, sticky="w", pady=(6, 0))
-        self.sample_text = tk.Text(self, height=7, wrap="word", state="disabled", relief="solid", bd=1)
+        self.sample_text = tk.Text(self, height=5, width=40, wrap="word", state="disabled", relief="solid", bd=1)
         self.sample_text.grid(row=4, column=0, sticky="nsew")
-        ttk.Label(self, text=t("log")).grid(row=5, column=0, sticky="w", pady=(6, 0))
-        self.log_text = tk.Text(self, height=9, wrap="none", state="disabled", relief="solid", bd=1,
+        head = ttk.Frame(self)
+        head.grid(row=5, column=0, sticky="ew", pady=(6, 0))
+        ttk.Label(head, text=t("log")).pack(side="left")
+        self.details_var = tk.BooleanVar(value=False)
+        self.details_check = ttk.Checkbutton(head, text=t("log_details"), variable=self.details_var,
+                                             command=self._redraw_log)
+        self.details_check.pack(side="right")
+        self.log_text = tk.Text(self, height=7, width=40, wrap="none", state="disabled", relief="solid", bd=1,
                                 font=("TkFixedFont", 9))
         self.log_text.grid(row=6, column=0, sticky="nsew")
         self.rowconfigure(4, weight=1)
         self.rowconfigure(6, weight=2)
+        self._log_lines: list[str] = []
 
     def show_status(self, name: str, status: str, step: int, total: int, eta: float | None) -> None:
         """Status line ("Run NAME: running · Step 3 / 40"), progress bar, ETA (seconds or None)."""
@@ -152,18 +87,27 @@ class LivePanel(ttk.Frame):
         if sample:
             prompt = str(sample.get("prompt", "")).lstrip("\ufffd")
             prompt = prompt if len(prompt) < 160 else prompt[:157] + "…"
-            set_text(self.sample_text, f"step {sample.get('step')}  ·  reward {fmt(sample.get('reward'))}\n"
-                                       f"» {prompt}\n\n{printable(str(sample.get('completion', '')))}")
+            head = self.t("sample_head", step=sample.get("step"), reward=fmt(sample.get("reward")))
+            set_text(self.sample_text, f"{head}\n» {prompt}\n\n{printable(str(sample.get('completion', '')))}")
 
-    def show_log(self, text: str) -> None:
-        set_text(self.log_text, text, end=True)
+    def show_log(self, lines: list[str] | str) -> None:
+        """The log's last lines (raw, as written); shown filtered unless "show all" is ticked
+        (:func:`trainer.jobs_report.trainer_lines`)."""
+        self._log_lines = lines.splitlines() if isinstance(lines, str) else list(lines)
+        self._redraw_log()
+
+    def _redraw_log(self) -> None:
+        lines = self._log_lines if self.details_var.get() else report.trainer_lines(self._log_lines)
+        set_text(self.log_text, "\n".join(lines[-self.LOG_LINES:]), end=True)
 
 
 class ComparisonTable(ttk.Treeview):
-    """One row per metric (strict, lenient, format rate); columns base and trained."""
+    """One row per metric; columns base and trained. gsm8k runs: strict, lenient, format rate
+    (with Wilson intervals); grounded runs: correct, cited right, refused right, refused
+    wrongly, format on the held-out tasks."""
 
     def __init__(self, parent, t):
-        super().__init__(parent, columns=("base", "trained"), height=4)
+        super().__init__(parent, columns=("base", "trained"), height=6)
         self.t = t
         self.heading("#0", text=t("metric"))
         self.heading("base", text=t("base"))
@@ -178,11 +122,13 @@ class ComparisonTable(ttk.Treeview):
         self.delete(*self.get_children())
         if not comparison:
             return
-        for key in report.METRICS:
-            self.insert("", "end", text=METRIC_NAMES[key], values=tuple(
-                with_interval(comparison[side], key) for side in ("base", "trained")))
-        self.insert("", "end", text=self.t("questions"), values=tuple(
-            fmt(comparison[side].get("n")) for side in ("base", "trained")))
+        grounded = report.is_grounded(comparison.get("trained") or {})
+        keys = report.GROUNDED_METRICS if grounded else report.METRICS
+        for key in keys:
+            self.insert("", "end", text=self.t(f"m_{key}"), values=tuple(
+                with_interval(comparison.get(side) or {}, key) for side in ("base", "trained")))
+        self.insert("", "end", text=self.t("limit" if grounded else "questions"), values=tuple(
+            fmt((comparison.get(side) or {}).get("n")) for side in ("base", "trained")))
 
 
 def with_interval(metrics: dict, key: str) -> str:
@@ -199,20 +145,22 @@ class HistoryTable(ttk.Treeview):
                ("model", 120), ("started", 135))
 
     def __init__(self, parent, t):
-        super().__init__(parent, columns=[c for c, _ in self.COLUMNS], height=5)
+        super().__init__(parent, columns=[c for c, _ in self.COLUMNS], height=6)
         self.t = t
-        self.heading("#0", text="run")
+        self.heading("#0", text=t("run"))
         self.column("#0", width=150)
         for col, width in self.COLUMNS:
-            self.heading(col, text=col.replace("_", " "))
+            self.heading(col, text=t(f"col_{col}"))
             self.column(col, width=width, anchor="w")
 
     def show(self, runs) -> None:
-        """``runs``: :class:`trainer.jobs_report.RunInfo` list (newest first)."""
+        """``runs``: :class:`trainer.jobs_report.RunInfo` list (newest first). The test column
+        is the held-out result: strict accuracy (gsm8k) or correct (grounded tasks)."""
         self.delete(*self.get_children())
         for r in runs:
             steps = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
+            test = r.final_eval.get("correct", r.final_eval.get("strict"))
             self.insert("", "end", iid=str(r.path), text=r.name, values=(
                 self.t(r.status) if r.status in TEXT else r.status, steps, fmt(r.last_reward),
-                fmt(r.best_accuracy), fmt(r.final_eval.get("strict")), Path(r.model).name,
+                fmt(r.best_accuracy), fmt(test), Path(r.model).name,
                 r.started[:16].replace("T", " ")))

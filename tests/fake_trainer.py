@@ -4,7 +4,11 @@ same SIGINT behaviour (stop after the current step with a checkpoint), no torch.
 
 Knobs (environment): FAKE_STEP_SECONDS (default 0.2), FAKE_IGNORE_SIGINT=1 (to test the kill),
 FAKE_SPLIT_LINES=1 (write each progress line in two flushes with a pause between them),
-FAKE_CUDA=1 (``gpu --json`` reports a GPU), FAKE_FAIL=MESSAGE (the run fails with it).
+FAKE_CUDA=1 (``gpu --json`` reports a GPU), FAKE_FAIL=MESSAGE (the run fails with it),
+FAKE_EXIT_DELAY=S (after writing its final run.json the process lingers S seconds, as a real
+interpreter's exit may), FAKE_NOISE=1 (a FutureWarning and a progress bar in the console).
+``tasks --kb K --out F`` writes 10 tasks with JSON progress lines; ``eval --tasks F`` reports
+grounded metrics.
 Run: ``python tests/fake_trainer.py train --recipe R --model M --output DIR [--max-steps N]``.
 """
 from __future__ import annotations
@@ -54,6 +58,10 @@ def train(a) -> int:
     meta.update({"args": vars(a), "recipe": a.recipe, "model": a.model, "pid": os.getpid(),
             "status": "running", "started": _now(), "ended": None, "output": "lora"})
     _save(run, meta)
+    if os.environ.get("FAKE_NOISE") == "1":
+        print("/x/training_args.py:1541: FutureWarning: `gradient_checkpointing` is deprecated", file=sys.stderr)
+        print("  warnings.warn(", file=sys.stderr)
+        print("Loading weights: 100%|██████████| 291/291 [00:00<00:00, 99.0it/s]", file=sys.stderr, flush=True)
     if os.environ.get("FAKE_FAIL"):
         print(f"training failed: {os.environ['FAKE_FAIL']}", file=sys.stderr)
         meta.update(status="failed", error=os.environ["FAKE_FAIL"], ended=_now())
@@ -96,10 +104,41 @@ def train(a) -> int:
         _adapter(run / "best")
         meta.update(status="finished", ended=_now())
     _save(run, meta)
+    time.sleep(float(os.environ.get("FAKE_EXIT_DELAY", "0")))
+    return 0
+
+
+def tasks(a) -> int:
+    """10 tasks (8 train, 2 held-out, 2 refusals) with one JSON progress line each."""
+    if not a.kb or a.kb == "missing":
+        print(f"error: no knowledge base named {a.kb!r}; add documents first", file=sys.stderr)
+        return 2
+    rows = []
+    for i in range(10):
+        gold = 0 if i in (3, 7) else 1
+        rows.append({"id": f"t{i}", "kind": "number", "question": f"问题{i}有多少天？", "answers": [f"{i}天"],
+                     "passages": [{"source": "a.pdf", "page": 1, "text": f"问题{i}有{i}天。"}], "gold": gold,
+                     "support": [1] if gold else [], "n_passages": 1, "doc": "a.pdf",
+                     "split": "heldout" if i >= 8 else "train"})
+        print(json.dumps({"progress": [i + 1, 10], "message": rows[-1]["question"]}, ensure_ascii=False), flush=True)
+        time.sleep(float(os.environ.get("FAKE_STEP_SECONDS", "0.2")) / 4)
+    Path(a.out).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    print(json.dumps({"tasks": 10, "by_kind": {"number": 10}, "refusal": 2, "train": 8, "heldout": 2,
+                      "documents": 1, "candidates": 10, "gold_present": 1.0, "skipped": 0}))
     return 0
 
 
 def evaluate(a) -> int:
+    if a.tasks:
+        n = a.limit or 2
+        result = [{"model": a.model, "adapter": a.adapter or "", "n": n, "correct": 0.5, "cited_right": 0.5,
+                   "refused_right": 1.0, "over_refusal": 0.0, "format": 1.0, "no_think": a.no_think}]
+        if a.compare:
+            result.append({"model": a.compare, "adapter": "", "n": n, "correct": 0.0, "cited_right": 0.0,
+                           "refused_right": 0.0, "over_refusal": 0.0, "format": 0.5})
+        Path(a.output).write_text(json.dumps(result), encoding="utf-8")
+        print(json.dumps(result))
+        return 0
     n = a.limit or 3
     result = {"model": a.model, "n": n, "judged": n, "strict": 0.5, "lenient": 0.75, "format_rate": 1.0,
               "strict_ci95": [0.3, 0.7], "lenient_ci95": [0.53, 0.89], "split": a.split,
@@ -118,25 +157,35 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="fake_trainer")
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train")
-    for opt in ("--recipe", "--model", "--dataset", "--output", "--run-name", "--epochs"):
+    for opt in ("--recipe", "--model", "--dataset", "--output", "--run-name", "--epochs", "--mix-dataset",
+                "--mix-ratio"):
         t.add_argument(opt)
     t.add_argument("--max-steps", type=int)
     for flag in ("--lora", "--no-lora", "--resume", "--allow-cpu"):
         t.add_argument(flag, action="store_true")
     e = sub.add_parser("eval")
-    for opt in ("--model", "--adapter", "--data", "--output", "--compare", "--compare-adapter"):
+    for opt in ("--model", "--adapter", "--data", "--tasks", "--output", "--compare", "--compare-adapter",
+                "--max-passages"):
         e.add_argument(opt)
+    e.add_argument("--no-think", action="store_true")
     e.add_argument("--limit", type=int)
     e.add_argument("--split")
     e.add_argument("--max-new-tokens", type=int)
     e.add_argument("--json", action="store_true")
     sub.add_parser("gpu").add_argument("--json", action="store_true")
+    k = sub.add_parser("tasks")
+    for opt in ("--kb", "--out", "--max", "--home"):
+        k.add_argument(opt)
+    for flag in ("--json", "--progress-json"):
+        k.add_argument(flag, action="store_true")
     a = p.parse_args(argv)
     if a.cmd == "gpu":
         cuda = os.environ.get("FAKE_CUDA") == "1"
         print(json.dumps({"cuda": cuda, "name": "Fake GPU" if cuda else "", "free_mb": 70000 if cuda else 0,
                           "total_mb": 81559 if cuda else 0}))
         return 0
+    if a.cmd == "tasks":
+        return tasks(a)
     return train(a) if a.cmd == "train" else evaluate(a)
 
 

@@ -139,7 +139,9 @@ def test_reopening_follows_the_running_job(ui, monkeypatch):
     dlg.close()                                                      # the run keeps going
     assert dlg.job.status() == "running"
     again = open_retrain_dialog(root, services, launcher=FAKE)
-    assert again is not dlg and again.job.run_dir == run_dir and again.job.proc is None
+    assert again is not dlg and again.plot is None          # open first, fill in afterwards
+    pump(root, lambda: again.loaded)
+    assert again.job.run_dir == run_dir and again.job.proc is None
     n = len(again.rows)
     pump(root, lambda: len(again.rows) > n)
     pump(root, lambda: str(again.stop_button["state"]) == "normal")

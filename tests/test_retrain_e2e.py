@@ -65,7 +65,11 @@ def test_retrain_button_to_adopted_answer(app):
     services, root = app.services, app.root
     find_button(root, app.tr("menu.retrain")).invoke()
     dlg = root._tqts_retrain
-    pump(root, lambda: str(dlg.start_button["state"]) == "normal", timeout=120)   # GPU probe done
+    pump(root, lambda: dlg.loaded and dlg.gpu is not None, timeout=120)           # GPU probe done
+    assert dlg.data.source() == "kb"                       # the main window's knowledge base first
+    dlg.data.source_var.set("gsm8k")                       # this test trains on math
+    dlg.data._source_changed()
+    pump(root, lambda: str(dlg.start_button["state"]) == "normal", timeout=120)
     assert dlg.recipe_var.get() == "smoke-cpu" and dlg.model_var.get() == "tiny"
     assert not dlg.gpu["cuda"] and "CUDA" in dlg.gpu_label["text"]
 
@@ -75,7 +79,8 @@ def test_retrain_button_to_adopted_answer(app):
     dlg.start_button.invoke()
     pump(root, lambda: len(dlg.rows) >= 2, timeout=300)
     assert len(dlg.ax_reward.lines[0].get_xdata()) >= 2
-    assert {ln.get_label() for ln in dlg.ax_reward.lines} >= {"total", "correctness", "strict_format"}
+    assert {ln.get_label() for ln in dlg.ax_reward.lines} >= {dlg.t.reward(n) for n in (
+        "reward", "correctness", "strict_format")}                    # names in the UI language
     pump(root, lambda: dlg.sample_text.get("1.0", "end").strip() != "", timeout=60)
     screenshot(dlg, SHOT)
     dlg.stop_button.invoke()

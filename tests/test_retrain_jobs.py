@@ -202,3 +202,49 @@ def test_gpu_info_without_a_gpu_says_so(settings, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")                    # no nvidia-smi: no driver
     info = report.gpu_info(settings)
     assert info["cuda"] is False and "nvidia-smi" in info["error"]
+
+
+def test_grounded_recipes_are_listed_with_their_prompt_and_mix_arguments_reach_the_trainer(home):
+    import settings as settings_mod
+
+    rows = {r["name"]: r for r in jobs.list_recipes()}
+    assert rows["grounded-cpu-smoke"]["grounded"] and rows["grounded-cpu-smoke"]["cpu"]
+    assert rows["grounded-cpu-smoke"]["think"] is False and not rows["smoke-cpu"]["grounded"]
+    assert rows["grounded-kb"]["grounded"] and not rows["grounded-kb"]["cpu"]
+    cmd = jobs.train_command(Path("r.yaml"), "m", Path("/runs/x"), dataset="/t/tasks.jsonl",
+                             mix_dataset="swulling/gsm8k_chinese", mix_ratio=0.3)
+    assert cmd[cmd.index("--mix-dataset") + 1] == "swulling/gsm8k_chinese"
+    assert cmd[cmd.index("--mix-ratio") + 1] == "0.3"
+    assert "--mix-dataset" not in jobs.train_command(Path("r.yaml"), "m", Path("/runs/x"))
+    assert settings_mod.load().home == home
+
+
+def test_tasks_job_progress_summary_examples_and_errors(home):
+    import settings as settings_mod
+    from trainer import jobs_tasks as T
+
+    s = settings_mod.load()
+    job = T.TasksJob.start(s, "法律 2024", launcher=FAKE)
+    assert job.out.parent == home / "tasks" and job.out.name.startswith("法律_2024-")
+    result = job.result(timeout=120)
+    assert job.progress() == (10, 10, "问题9有多少天？")
+    assert result["summary"]["tasks"] == 10 and len(result["examples"]) == 3
+    assert {e["kind"] for e in result["examples"]} == {"number"}
+    assert T.latest_tasks(s, "法律 2024") == job.out and T.read_summary(job.out)["path"] == str(job.out)
+    assert T.latest_tasks(s, "other") is None
+    bad = T.TasksJob.start(s, "missing", launcher=FAKE)
+    with pytest.raises(RuntimeError, match="no knowledge base named 'missing'; add documents first"):
+        bad.result(timeout=120)
+    assert T.latest_tasks(s, "missing") is None
+
+
+def test_trainer_lines_keep_the_trainers_own_output():
+    from trainer.jobs_report import trainer_lines
+
+    raw = ["$ python -m trainer train --recipe r", "run dir: /runs/x", "CPU run: bf16/fp16 turned off (float32)",
+           "/x/training_args.py:1541: FutureWarning: `gradient_checkpointing` is deprecated",
+           "  warnings.warn(f\"`{old}` is deprecated\", FutureWarning)",
+           "Loading weights:  34%|███▍      | 100/291 [00:01<00:01, 128.63it/s]",
+           "step 1/2 | reward 1.000 | len 3.2 | 156.7 s/step", "stopped: /runs/x (stopped by the user after step 1)",
+           "training failed: ValueError: bad"]
+    assert trainer_lines(raw) == [raw[0], raw[1], raw[2], raw[6], raw[7], raw[8]]

@@ -249,3 +249,35 @@ def test_copying_the_prompt_earns_less_than_half_a_grounded_answer():
             assert weighted(recipe, copy, **cols) < good / 2, (recipe.name, copy[:40])
         no_gold = {"answers": [["五年"]], "gold": [0], "support": [[]], "n_passages": [2]}
         assert weighted(recipe, copies[3], **no_gold) > weighted(recipe, correct, **no_gold), recipe.name
+
+
+def test_max_passages_keeps_the_gold_and_answer_passages_renumbered():
+    from trainer.grounded_data import fit_task
+
+    other = {"source": "/d/x.pdf", "page": 2, "text": "无关内容。"}
+    t = task(passages=[other, PASSAGES[1], PASSAGES[0], other, PASSAGES[0]], gold=3, support=[3, 5])
+    fitted = fit_task(t, max_passages=3)
+    assert fitted["n_passages"] == len(fitted["passages"]) == 3
+    assert [p["text"] for p in fitted["passages"]] == [other["text"], PASSAGES[0]["text"], PASSAGES[0]["text"]]
+    assert (fitted["gold"], fitted["support"]) == (2, [2, 3])
+    assert fit_task(t, max_passages=1)["passages"] == fitted["passages"][1:] or \
+        len(fit_task(t, max_passages=1)["passages"]) == 2          # never below the answer's passages
+    refusal = task(passages=[other, PASSAGES[1], other, PASSAGES[1]], gold=0, support=[])
+    assert fit_task(refusal, max_passages=3)["n_passages"] == 3
+    assert t["n_passages"] == 5                                    # the task itself is untouched
+
+
+def test_data_mix_from_the_command_line_adds_the_math_reward():
+    from types import SimpleNamespace
+
+    from trainer import recipes
+    from trainer.train import apply_overrides
+
+    args = SimpleNamespace(max_steps=None, epochs=None, lora=None, mix_dataset="../shared/data/gsm8k_zh",
+                           mix_ratio=None)
+    r = apply_overrides(recipes.load("grounded-cpu-smoke"), args, on_cpu=True)
+    assert (r.mix_dataset, r.mix_ratio) == ("../shared/data/gsm8k_zh", 0.25)
+    assert r.rewards["correctness"] == 1.0 and r.rewards["grounded_answer"] == 2.0
+    plain = apply_overrides(recipes.load("grounded-cpu-smoke"), SimpleNamespace(
+        max_steps=None, epochs=None, lora=None, mix_dataset=None, mix_ratio=None), on_cpu=True)
+    assert plain.mix_ratio == 0.0 and "correctness" not in plain.rewards

@@ -123,6 +123,37 @@ def test_user_pairs_file(kb_svc, tmp_path):
     assert summary["skipped"] == 1 and "2次" in tasks[0]["passages"][tasks[0]["gold"] - 1]["text"]
 
 
+def test_model_proposed_questions_are_kept_only_when_verifiable(kb_svc):
+    """(c): a model proposes one question per chunk; kept when the answer is a verbatim span of
+    the chunk and not in the question. The stand-in model answers from the chunk it is shown."""
+    import doctest
+
+    from trainer import tasks_model
+    from trainer.tasks import build_tasks, contains_answer
+
+    assert doctest.testmod(tasks_model).failed == 0
+    asked = []
+
+    def generate(messages):
+        text = messages[-1]["content"]
+        asked.append(text)
+        if "24小时值班" in text:                                        # a good, verifiable pair
+            return "问题：发热门诊实行几小时值班制度？\n答案：24小时"
+        if "3000万元" in text:                                         # the answer is in the question
+            return "问题：补助资金3000万元是多少？\n答案：3000万元"
+        if "$313" in text:                                             # not a span of the chunk
+            return "Question: What is the filing fee?\nAnswer: three hundred dollars"
+        return "I cannot."
+
+    tasks, summary = build_tasks(kb_svc, "手册", max_tasks=100, refusal_share=0.0, seed=1, propose=20,
+                                 generate=generate)
+    assert asked and all("资料：" in a or "Passage:" in a for a in asked)
+    model = [t for t in tasks if t["kind"] == "model"]
+    assert [(t["question"], t["answers"]) for t in model] == [("发热门诊实行几小时值班制度？", ["24小时"])]
+    assert contains_answer(model[0]["passages"][model[0]["gold"] - 1]["text"], ["24小时"])
+    assert summary["by_kind"]["model"] == 1 and summary["gold_present"] == 1.0
+
+
 def test_cli_writes_tasks_and_reports_bad_input(kb_svc, kb_home, tmp_path, capsys):
     from trainer.cli import main
 
@@ -167,3 +198,15 @@ def test_help_lists_tasks():
     out = subprocess.run([sys.executable, "-m", "trainer", "tasks", "--help"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0 and "--from-file" in out.stdout
+
+
+def test_cli_asks_a_real_model_for_questions(kb_home, tmp_path, tiny_qwen_dir, capsys):
+    """``--propose-with`` loads the model and asks it; a random tiny model's replies are refused
+    by the checks, so the tasks are the rule-made ones and the command still succeeds."""
+    from trainer.cli import main
+
+    out = tmp_path / "tasks.jsonl"
+    assert main(["tasks", "--kb", "手册", "--out", str(out), "--max", "12", "--home", str(kb_home),
+                 "--propose-with", str(tiny_qwen_dir), "--propose", "2", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["tasks"] == 12 and summary["gold_present"] == 1.0

@@ -71,6 +71,10 @@ class ProgressCallback(TrainerCallback):
                "step_time": round(sum(times) / len(times), 3) if times else None, "time": now_iso()}
         if "kl" in logs:
             rec["kl"] = _clean(logs["kl"])
+        for key, name in (("frac_reward_zero_std", "frac_reward_zero_std"),
+                          ("completions/clipped_ratio", "clipped_ratio")):
+            if key in logs:  # share of groups without reward variance (no advantage); cut completions
+                rec[name] = _clean(logs[key])
         if self.shared.get("eval_step") == state.global_step:
             rec["eval_accuracy"] = self.shared["eval_accuracy"]
             rec["eval_seconds"] = self.shared.get("eval_seconds")

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     lora = t.add_mutually_exclusive_group()
     lora.add_argument("--lora", dest="lora", action="store_true", default=None, help="train a LoRA adapter")
     lora.add_argument("--no-lora", dest="lora", action="store_false", help="full fine-tuning")
+    t.add_argument("--mix-dataset", help="grounded recipes: gsm8k data spec mixed into the tasks (data mix)")
+    t.add_argument("--mix-ratio", type=float, help="grounded recipes: share of prompts from --mix-dataset (0-1)")
     t.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     t.add_argument("--allow-cpu", action="store_true", help="train without a GPU (slow)")
     t.set_defaults(func=cmd_train)
@@ -40,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data", help="data file, folder or hub id")
     data.add_argument("--tasks", help="grounded tasks file (python -m trainer tasks): correct, cited, refused, format")
     e.add_argument("--no-think", dest="think", action="store_false", help="grounded prompt without <think>")
+    e.add_argument("--max-passages", type=int, default=0, help="grounded: show at most N passages (0 = all)")
+    e.add_argument("--max-prompt-tokens", type=int, default=1024, help="grounded: drop passages to fit")
+    e.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32"),
+                   help="weights dtype (auto: bfloat16 on CUDA, float32 on the CPU)")
     e.add_argument("--split", default="test")
     e.add_argument("--fields", help="column mapping question=COL,answer=COL")
     e.add_argument("--limit", type=int, default=50)
@@ -62,10 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", required=True, help="tasks file to write (.jsonl)")
     k.add_argument("--max", type=int, default=500, help="most tasks (balanced over documents)")
     k.add_argument("--from-file", help="CSV/JSONL of question,answer pairs (default: rule-made questions)")
+    k.add_argument("--propose-with", help="model folder that also proposes questions (kept when the answer is a "
+                   "verbatim span of the chunk and not in the question)")
+    k.add_argument("--propose", type=int, default=50, help="chunks the model is asked about (with --propose-with)")
     k.add_argument("--refusal-share", type=float, default=0.2, help="share of tasks without the gold passage")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--home", help="data dir (default: TQTS_HOME)")
     k.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    k.add_argument("--progress-json", action="store_true",
+                   help='progress as JSON lines {"progress": [done, total], "message": ...} on stdout (for the app)')
     k.set_defaults(func=cmd_tasks)
 
     g = sub.add_parser("gpu", help="CUDA device and free memory")
@@ -117,7 +128,8 @@ def cmd_eval(args) -> int:
                 split = "heldout" if args.split == "test" else args.split
                 reports.append(evaluate_tasks(model, args.tasks, adapter=adapter, split=split, limit=args.limit,
                                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                                              think=args.think))
+                                              think=args.think, max_passages=args.max_passages,
+                                              max_prompt_tokens=args.max_prompt_tokens, dtype=args.dtype))
                 continue
             reports.append(E.evaluate(model, args.data, adapter=adapter, limit=args.limit, split=args.split,
                                       fields=args.fields, max_new_tokens=args.max_new_tokens,

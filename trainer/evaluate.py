@@ -131,8 +131,11 @@ def generate(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 
     return texts, lengths
 
 
-def load_model(model: str, adapter: str = "", device: str = "auto"):
+def load_model(model: str, adapter: str = "", device: str = "auto", dtype: str = "auto"):
     """Load (model, tokenizer) for evaluation; apply a LoRA adapter when given.
+
+    ``dtype``: "auto" (bfloat16 on CUDA, float32 on the CPU), "bfloat16" or "float32" (a CPU
+    with AVX512-BF16 runs bfloat16 matmuls ~2.5x faster than float32: bench/results).
 
     Raises:
         OSError: the folder / hub id cannot be loaded (message from transformers).
@@ -142,7 +145,12 @@ def load_model(model: str, adapter: str = "", device: str = "auto"):
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    if dtype == "auto":
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    elif dtype in ("bfloat16", "float32"):
+        dtype = getattr(torch, dtype)
+    else:
+        raise ValueError(f"dtype {dtype!r}: use auto, bfloat16 or float32")
     tok = AutoTokenizer.from_pretrained(model, padding_side="left")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

@@ -54,32 +54,43 @@ def _count(tokenizer, messages: list[dict]) -> int:
     return len(ids)
 
 
-def fit_task(task: dict, tokenizer=None, max_tokens: int = 0, think: bool = True) -> dict:
-    """The task with passages dropped until its prompt fits ``max_tokens`` (passages without
-    the answer go first, last shown first; gold and support are renumbered). Unchanged when it
-    fits or no tokenizer is given; a gold passage alone over the budget is kept as it is."""
+def _drop_spare(task: dict) -> bool:
+    """Drop the last shown passage that neither is the gold one nor holds the answer (gold and
+    support renumbered, in place); False when there is none to drop."""
+    spare = [i for i in range(len(task["passages"]), 0, -1) if i not in task["support"] and i != task["gold"]]
+    if not spare or len(task["passages"]) <= 1:
+        return False
+    drop = spare[0]
+    task["passages"] = [p for i, p in enumerate(task["passages"], 1) if i != drop]
+    task["support"] = [n - (n > drop) for n in task["support"]]
+    task["gold"] = task["gold"] - (task["gold"] > drop)
+    task["n_passages"] = len(task["passages"])
+    return True
+
+
+def fit_task(task: dict, tokenizer=None, max_tokens: int = 0, think: bool = True, max_passages: int = 0) -> dict:
+    """The task with passages dropped until at most ``max_passages`` are shown (0 = no limit) and
+    its prompt fits ``max_tokens`` (passages without the answer go first, last shown first; gold
+    and support are renumbered). Unchanged when it fits or no tokenizer is given; the gold
+    passage and the passages holding the answer are never dropped."""
     from models.prompts import grounded_messages
 
-    task = dict(task)
+    task = dict(task, support=list(task.get("support", [])))
+    while max_passages and len(task["passages"]) > max_passages and _drop_spare(task):
+        pass
     while tokenizer is not None and max_tokens:
         if _count(tokenizer, grounded_messages(task["question"], task["passages"], think)) <= max_tokens:
             break
-        spare = [i for i in range(len(task["passages"]), 0, -1) if i not in task["support"] and i != task["gold"]]
-        if not spare or len(task["passages"]) <= 1:
+        if not _drop_spare(task):
             break
-        drop = spare[0]
-        task["passages"] = [p for i, p in enumerate(task["passages"], 1) if i != drop]
-        task["support"] = [n - (n > drop) for n in task["support"]]
-        task["gold"] = task["gold"] - (task["gold"] > drop)
-        task["n_passages"] = len(task["passages"])
     return task
 
 
-def task_example(task: dict, think: bool = True, tokenizer=None, max_tokens: int = 0) -> dict:
-    """One training/eval example (prompt + reward columns) from a task."""
+def task_example(task: dict, think: bool = True, tokenizer=None, max_tokens: int = 0, max_passages: int = 0) -> dict:
+    """One training/eval example (prompt + reward columns) from a task (see :func:`fit_task`)."""
     from models.prompts import grounded_messages
 
-    t = fit_task(task, tokenizer, max_tokens, think)
+    t = fit_task(task, tokenizer, max_tokens, think, max_passages)
     return {"prompt": grounded_messages(t["question"], t["passages"], think), "question": t["question"],
             "answer": "", "solution": "", "answers": list(t["answers"]), "gold": int(t["gold"]),
             "support": [int(n) for n in t.get("support", [])], "n_passages": len(t["passages"]),
@@ -136,7 +147,7 @@ def train_examples(recipe, spec: str, tokenizer=None, mix: list[dict] | None = N
     if recipe.train_size:
         tasks = tasks[:recipe.train_size]
     think = bool(getattr(recipe, "think", True))
-    examples = [task_example(t, think, tokenizer, recipe.max_prompt_tokens) for t in tasks]
+    examples = [task_example(t, think, tokenizer, recipe.max_prompt_tokens, recipe.max_passages) for t in tasks]
     mix = [mixed_example(m) for m in (mix or [])]
     if not recipe.stages:
         rng.shuffle(examples)
@@ -155,7 +166,8 @@ def train_examples(recipe, spec: str, tokenizer=None, mix: list[dict] | None = N
 def heldout_examples(recipe, spec: str, tokenizer=None, limit: int | None = None) -> list[dict]:
     """Held-out examples (split ``recipe.eval_split``), first ``limit``."""
     tasks = load_tasks(spec, recipe.eval_split)[:limit or None]
-    return [task_example(t, bool(getattr(recipe, "think", True)), tokenizer, recipe.max_prompt_tokens) for t in tasks]
+    return [task_example(t, bool(getattr(recipe, "think", True)), tokenizer, recipe.max_prompt_tokens,
+                         recipe.max_passages) for t in tasks]
 
 
 def load_for_recipe(recipe, spec: str, tokenizer=None) -> tuple[list[dict], list[dict]]:

@@ -53,8 +53,10 @@ def score_tasks(completions: list[str], examples: list[dict]) -> dict:
 
 def evaluate_tasks(model: str, tasks: str, *, adapter: str = "", split: str = "heldout", limit: int | None = 60,
                    max_new_tokens: int = 256, batch_size: int = 8, think: bool = True,
-                   max_prompt_tokens: int = 1024, progress: bool = True) -> dict:
-    """Evaluate one model (+ LoRA adapter) on the ``split`` tasks of a tasks file.
+                   max_prompt_tokens: int = 1024, max_passages: int = 0, dtype: str = "auto",
+                   progress: bool = True) -> dict:
+    """Evaluate one model (+ LoRA adapter) on the ``split`` tasks of a tasks file (greedy,
+    batched; ``max_passages`` as in :func:`trainer.grounded_data.fit_task`).
 
     Returns:
         The :func:`score_tasks` report plus ``model``, ``adapter``, ``tasks``, ``split``,
@@ -66,13 +68,15 @@ def evaluate_tasks(model: str, tasks: str, *, adapter: str = "", split: str = "h
     from trainer import evaluate as E
     from trainer.grounded_data import load_tasks, task_example
 
-    lm, tok = E.load_model(model, adapter)
-    examples = [task_example(t, think, tok, max_prompt_tokens) for t in load_tasks(tasks, split)[:limit or None]]
+    lm, tok = E.load_model(model, adapter, dtype=dtype)
+    examples = [task_example(t, think, tok, max_prompt_tokens, max_passages)
+                for t in load_tasks(tasks, split)[:limit or None]]
     t0 = time.time()
     texts, lengths = E.generate(lm, tok, [e["prompt"] for e in examples], max_new_tokens, batch_size, progress)
     report = score_tasks(texts, examples)
     report.update(model=model, adapter=adapter, tasks=str(tasks), split=split, seconds=round(time.time() - t0, 1),
-                  mean_completion_tokens=round(sum(lengths) / max(len(lengths), 1), 1), max_new_tokens=max_new_tokens)
+                  mean_completion_tokens=round(sum(lengths) / max(len(lengths), 1), 1), max_new_tokens=max_new_tokens, max_passages=max_passages,
+                  dtype=dtype)
     return report
 
 

@@ -171,7 +171,8 @@ class TrainingJob:
     def start(cls, settings, recipe: str | Path, model: str, dataset: str | None = None,
               max_steps: int | None = None, epochs: float | None = None, lora: bool | None = None,
               run_name: str | None = None, allow_cpu: bool = False, resume: bool = False,
-              launcher: list[str] | None = None) -> TrainingJob:
+              launcher: list[str] | None = None, mix_dataset: str | None = None,
+              mix_ratio: float | None = None) -> TrainingJob:
         """Launch ``python -m trainer train`` in its own session; output goes to train.log.
 
         Args:
@@ -186,6 +187,8 @@ class TrainingJob:
             resume: continue from the last checkpoint of ``run_name``.
             launcher: the command before "train" (default ``[sys.executable, "-m", "trainer"]``);
                 tests pass a fake trainer script here.
+            mix_dataset / mix_ratio: grounded recipes: gsm8k prompts mixed into the tasks
+                (``--mix-dataset`` / ``--mix-ratio``).
 
         Returns:
             The job; ``status()`` is "starting" until the trainer writes run.json.
@@ -204,7 +207,7 @@ class TrainingJob:
         run_dir.mkdir(parents=True, exist_ok=True)
         cmd = train_command(recipe_path, model, run_dir, dataset=dataset, max_steps=max_steps,
                             epochs=epochs, lora=lora, run_name=name, allow_cpu=allow_cpu,
-                            resume=resume, launcher=launcher)
+                            resume=resume, launcher=launcher, mix_dataset=mix_dataset, mix_ratio=mix_ratio)
         with open(run_dir / "train.log", "ab") as log:
             log.write(f"$ {' '.join(cmd)}\n".encode())
             log.flush()
@@ -248,12 +251,13 @@ class TrainingJob:
 
         A run.json still saying "running" (or "stopping") whose process is gone is corrected
         on the spot (:meth:`mark_ended`): the run was killed, crashed or the machine restarted.
-        A process that exited before writing run.json counts as "failed".
+        A process that exited before writing run.json counts as "failed". A final status in
+        run.json counts at once, while the process still exits (its last write is that status).
         """
         st = self.info().get("status", "")
         alive = self.is_alive()
-        if alive:
-            return st if st in ("running", "stopping") else "starting"
+        if alive:  # run.json's final status is the real state: only the interpreter's exit is left
+            return st if st in ("running", "stopping", *FINAL_STATUSES) else "starting"
         if st in FINAL_STATUSES:
             return st
         return self.mark_ended() if st else "failed"
@@ -427,7 +431,7 @@ def resolve_recipe(recipe: str | Path) -> Path:
 
 def train_command(recipe: Path, model: str, run_dir: Path, *, dataset=None, max_steps=None,
                   epochs=None, lora=None, run_name=None, allow_cpu=False, resume=False,
-                  launcher=None) -> list[str]:
+                  launcher=None, mix_dataset=None, mix_ratio=None) -> list[str]:
     """The argument list of ``python -m trainer train`` (never a shell string)."""
     cmd = [*(launcher or trainer_launcher()), "train", "--recipe", str(recipe),
            "--model", str(model), "--output", str(run_dir)]
@@ -442,6 +446,11 @@ def train_command(recipe: Path, model: str, run_dir: Path, *, dataset=None, max_
         cmd += ["--epochs", str(epochs)]
     if lora is not None:
         cmd.append("--lora" if lora else "--no-lora")
+    if mix_dataset:
+        local = Path(mix_dataset).expanduser()
+        cmd += ["--mix-dataset", str(local.resolve()) if local.exists() else str(mix_dataset)]
+        if mix_ratio is not None:
+            cmd += ["--mix-ratio", str(float(mix_ratio))]
     if resume:
         cmd.append("--resume")
     if allow_cpu:
@@ -451,9 +460,10 @@ def train_command(recipe: Path, model: str, run_dir: Path, *, dataset=None, max_
 
 def list_recipes() -> list[dict]:
     """The bundled recipes that validate (:func:`trainer.recipes.load`), each as
-    ``{name, path, description, dataset, lora, max_steps (-1: by epochs), epochs, cpu}``;
-    "cpu" is True for recipes meant to run without CUDA (``use_cpu`` or a name ending in "-cpu").
-    Grounded recipes (they need a tasks file) are left out until the dialog can build one."""
+    ``{name, path, description, dataset, lora, max_steps (-1: by epochs), epochs, cpu, grounded,
+    think, max_passages, max_completion_length}``; "cpu" is True for recipes meant to run without
+    CUDA (``use_cpu`` or a name ending in "-cpu"); "grounded" for those that train on a tasks
+    file (:func:`needs_tasks_file`)."""
     from trainer import recipes as R
 
     out = []
@@ -462,13 +472,13 @@ def list_recipes() -> list[dict]:
             r = R.load(path, trl_check=False)      # no TRL / torch in the app process
         except (ValueError, OSError):
             continue
-        if needs_tasks_file(r):  # grounded recipes: the dialog cannot build a tasks file yet (issue 16, item 5)
-            continue
         g = r.grpo
         out.append({"name": r.name, "path": str(path), "description": r.description,
                     "dataset": r.dataset, "lora": r.lora.enabled, "max_steps": g.get("max_steps", -1),
                     "epochs": g.get("num_train_epochs"),
-                    "cpu": bool(g.get("use_cpu")) or r.name.endswith("-cpu")})
+                    "cpu": bool(g.get("use_cpu")) or r.name.endswith("-cpu"), "grounded": needs_tasks_file(r),
+                    "think": bool(r.think), "max_passages": r.max_passages,
+                    "max_completion_length": g.get("max_completion_length")})
     return out
 
 

@@ -12,6 +12,7 @@ worker thread, never the Tk thread.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -70,17 +71,47 @@ def eta_seconds(rows: list[dict]) -> float | None:
 
 #: The metric keys of ``python -m trainer eval --json`` shown side by side.
 METRICS = ("strict", "lenient", "format_rate")
+#: The same for grounded tasks (``python -m trainer eval --tasks``; trainer/grounded_eval.py).
+GROUNDED_METRICS = ("correct", "cited_right", "refused_right", "over_refusal", "format")
+
+
+def is_grounded(metrics: dict) -> bool:
+    """True for the numbers of a grounded-tasks evaluation (they have ``correct``)."""
+    return isinstance(metrics, dict) and "correct" in metrics
+
+
+#: Lines of a trainer console that are not the trainer's own: library warnings (and the source
+#: line Python echoes under them), progress bars (tqdm's "45%|████▌ | 9/20 [00:03<00:04, 2.6it/s]"),
+#: weight-loading reports.
+_NOISE = re.compile(r"Warning:|^\s+warnings\.warn|^\s+warn\(|\d+%\|| \[\d+:\d+<|it/s\]|s/it\]|"
+                    r"^Loading weights|^Notes:|^- (MISSING|UNEXPECTED)|^\s*$|[\u2580-\u259f]")
+
+
+def trainer_lines(lines: list[str]) -> list[str]:
+    """The trainer's own lines of a console (run dir, steps, stops, errors, the launch command),
+    without library warnings and progress bars (:data:`_NOISE`).
+
+    >>> trainer_lines(["$ python -m trainer train", "x.py:3: FutureWarning: old", "  warnings.warn(",
+    ...                "Loading weights: 100%|██| 291/291 [00:00<00:00, 99.0it/s]", "step 1/2 | reward 1.000"])
+    ['$ python -m trainer train', 'step 1/2 | reward 1.000']
+    """
+    return [ln for ln in lines if not _NOISE.search(ln)]
 
 
 def eval_metrics(result: dict) -> dict:
     """Pick the comparable numbers (strict / lenient accuracy, format rate) out of an eval dict,
     with the number of questions (``n``: judged ones) and the Wilson 95 % intervals
-    (``strict_ci95`` / ``lenient_ci95``, [low, high]) when the report has them.
+    (``strict_ci95`` / ``lenient_ci95``, [low, high]) when the report has them; for a grounded
+    report (:func:`is_grounded`) the :data:`GROUNDED_METRICS` and ``n``.
 
     Accepts them at the top level or under "metrics"; keys may carry an "_accuracy" suffix.
     """
     src = result.get("metrics", result) if isinstance(result, dict) else {}
     out: dict = {}
+    if is_grounded(src):  # grounded tasks: rates in [0, 1] (None where no task of the kind)
+        out.update({k: float(src[k]) if isinstance(src.get(k), (int, float)) else None for k in GROUNDED_METRICS})
+        out["n"] = int(src.get("n") or 0)
+        return out
     for key in METRICS:
         for cand in (key, f"{key}_accuracy", f"accuracy_{key}"):
             if isinstance(src.get(cand), (int, float)):
@@ -161,7 +192,8 @@ class EvalJob:
     def start(cls, settings, model: str, data: str, output: str | Path, *, adapter: str = "",
               compare: str = "", compare_adapter: str = "", limit: int | None = 20,
               split: str = "", max_new_tokens: int | None = None,
-              launcher: list[str] | None = None) -> EvalJob:
+              launcher: list[str] | None = None, tasks: str = "", think: bool = True,
+              max_passages: int = 0) -> EvalJob:
         """Launch the evaluation; see :meth:`result` for the outcome.
 
         Args:
@@ -170,10 +202,16 @@ class EvalJob:
             compare / compare_adapter: the base model evaluated on the same questions.
             limit: questions evaluated (None: all).
             split / max_new_tokens: passed on when given (trainer defaults: "test", 256).
+            tasks: a grounded tasks file: evaluate on its held-out tasks instead of ``data``
+                (``--tasks``), with the recipe's prompt (``think``, ``max_passages``).
         """
         output = Path(output)
-        cmd = [*(launcher or trainer_launcher()), "eval", "--model", str(model), "--data", str(data),
+        source = ["--tasks", str(tasks)] if tasks else ["--data", str(data)]
+        cmd = [*(launcher or trainer_launcher()), "eval", "--model", str(model), *source,
                "--json", "--output", str(output)]
+        if tasks:
+            cmd += ([] if think else ["--no-think"]) + (["--max-passages", str(int(max_passages))]
+                                                         if max_passages else [])
         cmd += ["--adapter", str(adapter)] if adapter else []
         cmd += ["--limit", str(int(limit))] if limit else []
         cmd += ["--split", split] if split else []

@@ -84,6 +84,8 @@ class Recipe:
             (filled in when absent) and TRL's shuffling is turned off.
         mix_dataset: a gsm8k data spec whose examples are mixed into grounded training.
         mix_ratio: share of training prompts taken from ``mix_dataset`` (0-1).
+        max_passages: grounded tasks only: show at most this many passages per prompt (the
+            gold one and those holding the answer are kept; 0 = all of the task's 3-5).
     """
 
     name: str = ""
@@ -110,6 +112,7 @@ class Recipe:
     stages: list = field(default_factory=list)
     mix_dataset: str = ""
     mix_ratio: float = 0.0
+    max_passages: int = 0
 
 
 def _suggest(key: str, known) -> str:
@@ -182,7 +185,8 @@ def validate(recipe: Recipe, where: str = "recipe", trl_check: bool = True) -> R
         raise ValueError(f"{where}: rewards {bad or '{}'} — pick names from {sorted(REWARDS)} with a weight each")
     if g.get("loss_type", "dapo") not in LOSS_TYPES:
         raise ValueError(f"{where} grpo: loss_type {g['loss_type']!r}; use one of {LOSS_TYPES}")
-    for key in ("eval_every", "eval_questions", "early_stop_patience", "max_prompt_tokens", "train_size"):
+    for key in ("eval_every", "eval_questions", "early_stop_patience", "max_prompt_tokens", "train_size",
+                "max_passages"):
         if int(getattr(recipe, key)) < 0:
             raise ValueError(f"{where}: {key} must be >= 0")
     if not 0 <= float(recipe.early_stop_margin) <= 1:

@@ -9,7 +9,8 @@ and Sim et al. 2025 (arXiv 2506.15522: answerable and unanswerable grounded task
 
 Questions come from (a) a user file of question/answer pairs (CSV or JSONL with columns
 ``question`` and ``answer``; the gold passage is the best hit containing the answer) or (b)
-rules (:mod:`trainer.tasks_rules`). (c), questions proposed by a loaded model, is not built.
+rules (:mod:`trainer.tasks_rules`), plus optionally (c) questions proposed by a model
+(:mod:`trainer.tasks_model`, ``--propose-with MODEL``), kept only when verifiable.
 
 One JSON object per line (the *tasks file*):
 
@@ -96,6 +97,27 @@ def _rule_pool(svc, kb: str, on_progress) -> dict[str, list[tuple[Candidate, obj
                     seen.add(key)
                     items.append((c, hit))
     return pool
+
+
+def _add_model_candidates(svc, kb: str, pool: dict, n: int, generate, on_progress) -> int:
+    """Add up to ``n`` model-proposed candidates (:mod:`trainer.tasks_model`) to ``pool``, one
+    chunk per document in turn; returns how many proposals were kept."""
+    from models.prompts import detect_language
+    from trainer.tasks_model import model_candidates
+
+    seen = {normalize_text(c.question) for items in pool.values() for c, _ in items}
+    per_doc = [(doc, list(chunks)) for doc, chunks in svc.chunks(kb)]
+    picked = [(doc, hit) for group in zip_longest_all([[(d, h) for h in chunks] for d, chunks in per_doc])
+              for doc, hit in group][:n]
+    kept = 0
+    for i, (doc, hit) in enumerate(picked, 1):
+        on_progress(f"model question {i}/{len(picked)}")
+        [cand] = model_candidates([(hit.text, detect_language(hit.text))], generate)
+        if cand is not None and normalize_text(cand.question) not in seen and contains_answer(hit.text, cand.answers):
+            seen.add(normalize_text(cand.question))
+            pool.setdefault(doc.source, []).append((cand, hit))
+            kept += 1
+    return kept
 
 
 def _user_pool(svc, kb: str, pairs: list[tuple[str, str]]) -> tuple[dict, int]:
@@ -194,7 +216,8 @@ def split_by_document(tasks: list[dict], share: float = HELDOUT_SHARE, seed: int
 
 def build_tasks(svc, kb: str, *, max_tasks: int = 500, qa_file: str | Path | None = None,
                 refusal_share: float = REFUSAL_SHARE, heldout_share: float = HELDOUT_SHARE, seed: int = 0,
-                on_progress: Callable[[int, int, str], None] | None = None) -> tuple[list[dict], dict]:
+                on_progress: Callable[[int, int, str], None] | None = None, propose: int = 0,
+                generate: Callable[[list[dict]], str] | None = None) -> tuple[list[dict], dict]:
     """Build grounded tasks from knowledge base ``kb`` of a KnowledgeBaseService.
 
     Args:
@@ -205,6 +228,9 @@ def build_tasks(svc, kb: str, *, max_tasks: int = 500, qa_file: str | Path | Non
         refusal_share: share of tasks whose gold passage is removed (answer: a refusal).
         heldout_share: share of tasks (whole documents) marked ``split: heldout``.
         on_progress: ``(done, total, message)``; ``total`` 0 while chunks are read.
+        propose / generate: ask ``generate`` (messages -> reply, e.g.
+            :func:`trainer.tasks_model.hf_generator`) for a question on up to ``propose`` chunks;
+            kept as kind ``model`` when the answer is a verbatim span not in the question.
 
     Returns:
         (tasks, summary); summary: ``{"tasks", "by_kind", "refusal", "train", "heldout",
@@ -225,6 +251,8 @@ def build_tasks(svc, kb: str, *, max_tasks: int = 500, qa_file: str | Path | Non
         pool, missing = _user_pool(svc, kb, read_qa_file(qa_file))
     else:
         pool = _rule_pool(svc, kb, lambda msg: report(0, 0, msg))
+    if propose and generate is not None:
+        _add_model_candidates(svc, kb, pool, propose, generate, lambda msg: report(0, 0, msg))
     n_cand = sum(len(v) for v in pool.values())
     if not n_cand:
         what = (f"none of the answers in {qa_file} is found in the knowledge base" if qa_file else
@@ -308,17 +336,26 @@ def cmd_tasks(args) -> int:
         print("error: --max must be >= 1 and --refusal-share in [0, 1)", file=sys.stderr)
         return 2
     settings = settings_mod.load(args.home) if args.home else settings_mod.load()
-    bar = tqdm(total=0, unit="task", file=sys.stderr, dynamic_ncols=True)
+    as_json = getattr(args, "progress_json", False)
+    bar = tqdm(total=0, unit="task", file=sys.stderr, dynamic_ncols=True, disable=as_json)
 
     def progress(done, total, message):
+        if as_json:  # one line per update, read by trainer.jobs_tasks.TasksJob (the Retrain dialog)
+            print(json.dumps({"progress": [done, total], "message": message[:80]}, ensure_ascii=False), flush=True)
+            return
         bar.total, bar.n = total, done
         bar.set_description_str(message[:40], refresh=False)
         bar.refresh()
 
     try:
+        generate = None
+        if getattr(args, "propose_with", None):
+            from trainer.tasks_model import hf_generator
+
+            generate = hf_generator(args.propose_with)
         tasks, summary = build_tasks(KnowledgeBaseService(settings), args.kb, max_tasks=args.max,
                                      qa_file=args.from_file, refusal_share=args.refusal_share, seed=args.seed,
-                                     on_progress=progress)
+                                     on_progress=progress, propose=getattr(args, "propose", 0), generate=generate)
     except KeyError as e:
         bar.close()
         print(f"error: {str(e).strip(chr(34) + chr(39))}", file=sys.stderr)

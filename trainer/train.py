@@ -73,7 +73,10 @@ def run_dir_for(args, settings) -> Path:
 
 
 def apply_overrides(recipe, args, on_cpu: bool):
-    """CLI options over the recipe (model, dataset, max steps, epochs, LoRA); CPU turns bf16 off."""
+    """CLI options over the recipe (model, dataset, max steps, epochs, LoRA, data mix); CPU turns
+    bf16 off. A data mix (gsm8k prompts among grounded tasks, default ratio 0.25) adds the
+    ``correctness`` reward (weight 1.0) when the recipe lacks it: the grounded rewards return
+    None on gsm8k rows and ``correctness`` returns None on grounded ones."""
     g = recipe.grpo
     if args.max_steps is not None:
         g["max_steps"] = args.max_steps
@@ -87,6 +90,13 @@ def apply_overrides(recipe, args, on_cpu: bool):
             g["max_steps"] = -1
     if args.lora is not None:
         recipe.lora.enabled = args.lora
+    if getattr(args, "mix_dataset", None):
+        recipe.mix_dataset = args.mix_dataset
+        recipe.mix_ratio = 0.25 if getattr(args, "mix_ratio", None) is None else args.mix_ratio
+    elif getattr(args, "mix_ratio", None) is not None:
+        recipe.mix_ratio = args.mix_ratio
+    if recipe.mix_ratio and "correctness" not in recipe.rewards:  # the gsm8k rows need their own reward
+        recipe.rewards = {**recipe.rewards, "correctness": 1.0}
     if on_cpu:
         if g.get("bf16") or g.get("fp16"):
             print("CPU run: bf16/fp16 turned off (float32)", flush=True)
