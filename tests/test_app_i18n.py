@@ -14,7 +14,7 @@ pytestmark = pytest.mark.gui
 #: Names that stay as they are in both languages (products, formats, keys, licences, backends).
 ALLOWED = {"TQT-s", "PDF", "Word", "Markdown", "OCR", "BM25", "LoRA", "top-k", "think", "Hugging", "Face",
            "ModelScope", "GGUF", "Ollama", "Qwen", "Ctrl", "Enter", "Esc", "Shift", "F1", "F9", "Tk", "Python",
-           "linux", "darwin", "win32", "English", "transformers", "ollama", "llamacpp", "MIT", "Apache", "AGPL",
+           "linux", "darwin", "win32", "CPU", "GPU", "CUDA", "English", "transformers", "ollama", "llamacpp", "MIT", "Apache", "AGPL",
            "TCL", "Tcl", "chromadb", "TRL", "sentence", "PyMuPDF", "python", "docx", "jieba", "bm25s", "vosk",
            "tkinterdnd2", "sv", "ttk", "ms", "Instruct", "OK", "cpu", "cuda", "mps"}
 ALLOWED_TEXT = ["Qwen2.5-0.5B-Instruct", "TQT-s", "top-k", "Hugging Face", "sv-ttk", "sentence-transformers", "python-docx", "Tcl/Tk"]
@@ -359,3 +359,38 @@ def test_the_repair_report_in_the_ui_language():
     assert foreign(zh, "zh", ["a.pdf", "b.pdf", "c.pdf", "v1", "t1.json", "c1", "c2", "c3"]) == []
     assert [Strings("en").message(line) for line in lines] == [str(line) for line in lines]
     assert str(lines[-1]) == "«资料库»: consistent (3 documents, 40 chunks)"
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_retrain_dialog_in_the_ui_language(make_app, settings, lang):
+    """The Retrain dialog (opened from the app's menu action, filled in, a knowledge base chosen)
+    holds no word of the other language: data choice, recipes, tables, plot labels, buttons."""
+    from app import retrain
+    from tests.fakes import pump
+    from tests.test_retrain_dialog import FAKE
+
+    settings.update({"ui_language": lang})
+    app = make_app()
+    opened = []
+    real_open = retrain.open_retrain_dialog
+
+    def open_with_fake_trainer(*a, **kw):
+        opened.append(real_open(*a, launcher=FAKE, **kw))
+        return opened[-1]
+
+    retrain.open_retrain_dialog = open_with_fake_trainer
+    try:
+        app.open_retrain()
+    finally:
+        retrain.open_retrain_dialog = real_open
+    dlg = opened[0]
+    assert pump(app.root, lambda: dlg.loaded and dlg.gpu is not None, timeout=600)
+    app.root.update()
+    strings = ui_strings(dlg)
+    plot = dlg.plot.ax_reward
+    strings += [plot.get_ylabel(), plot.get_xlabel(), plot.get_title()]
+    assert len(strings) > 20, "the walk found too few strings to mean anything"
+    allowed = [app.kb_name, settings.model, "gsm8k-chinese", "gsm8k", "grounded-cpu-smoke", "grounded-kb", "GRPO"]
+    recipes = [r["name"] for r in dlg.recipes]
+    assert "\n".join(foreign(strings, lang, allowed + recipes)) == ""
+    dlg.close()
