@@ -14,7 +14,7 @@ pytestmark = pytest.mark.gui
 #: Names that stay as they are in both languages (products, formats, keys, licences, backends).
 ALLOWED = {"TQT-s", "PDF", "Word", "Markdown", "OCR", "BM25", "LoRA", "top-k", "think", "Hugging", "Face",
            "ModelScope", "GGUF", "Ollama", "Qwen", "Ctrl", "Enter", "Esc", "Shift", "F1", "F9", "Tk", "Python",
-           "linux", "darwin", "win32", "CPU", "GPU", "CUDA", "English", "transformers", "ollama", "llamacpp", "MIT", "Apache", "AGPL",
+           "linux", "darwin", "win32", "CPU", "GPU", "CUDA", "English", "auto", "transformers", "ollama", "llamacpp", "MIT", "Apache", "AGPL",
            "TCL", "Tcl", "chromadb", "TRL", "sentence", "PyMuPDF", "python", "docx", "jieba", "bm25s", "vosk",
            "tkinterdnd2", "sv", "ttk", "ms", "Instruct", "OK", "cpu", "cuda", "mps"}
 ALLOWED_TEXT = ["Qwen2.5-0.5B-Instruct", "TQT-s", "top-k", "Hugging Face", "sv-ttk", "sentence-transformers", "python-docx", "Tcl/Tk"]
