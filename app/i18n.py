@@ -32,6 +32,17 @@ def _load(lang: str) -> dict[str, str]:
         return {}
 
 
+def fill(text: str, kw: dict) -> str:
+    """``text.format(**kw)``; the text unchanged when it has no such fields or no ``kw``
+    (a translation that drops a field must not crash the window)."""
+    if kw:
+        try:
+            return text.format(**kw)
+        except (KeyError, IndexError, ValueError):
+            return text
+    return text
+
+
 class Strings:
     """Look up UI strings for one language.
 
@@ -45,13 +56,7 @@ class Strings:
         self._fallback = _load("en")
 
     def __call__(self, key: str, **kw) -> str:
-        text = self._table.get(key) or self._fallback.get(key) or key
-        if kw:
-            try:
-                return text.format(**kw)
-            except (KeyError, IndexError, ValueError):
-                return text
-        return text
+        return fill(self._table.get(key) or self._fallback.get(key) or key, kw)
 
     def message(self, msg, area: str = "reason") -> str:
         """A line from kb/ or models/ in this language: a ``kb.types.Message`` by ``<area>.<key>``

@@ -7,6 +7,8 @@ languages. No tkinter here.
 """
 from __future__ import annotations
 
+from app.i18n import fill
+
 #: key -> (zh, en)
 TEXT = {
     "title": ("重新训练（GRPO）", "Retrain (GRPO)"),
@@ -110,12 +112,7 @@ class Text:
         if self._strings is not None:
             override = self._strings(f"retrain.{key}")
             text = text if override == f"retrain.{key}" else override
-        if kw:
-            try:
-                return text.format(**kw)
-            except (KeyError, IndexError, ValueError):
-                return text
-        return text
+        return fill(text, kw)
 
     def has(self, key: str) -> bool:
         return key in TEXT

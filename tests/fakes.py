@@ -213,6 +213,17 @@ class FakeAnswers:
 
 
 # -- GUI test helpers ----------------------------------------------------------------------
+def make_pdf(path, pages: list[str]):
+    """Write a PDF at ``path`` with one page per text (CJK font), return ``path``."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    for text in pages:
+        doc.new_page().insert_text((72, 72), text, fontname="china-s", fontsize=12)
+    doc.save(path)
+    return path
+
+
 def pump(root, until=lambda: False, timeout: float = 300.0, step: float = 0.005) -> bool:
     """Run the Tk event loop (``root.update()``) until ``until()`` is true or ``timeout`` s pass
     (a generous deadline: only a failing test waits that long; the suite runs on busy machines)."""

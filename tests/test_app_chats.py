@@ -5,17 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes import make_pdf
+
 pytestmark = pytest.mark.gui
-
-
-def make_pdf(path, pages):
-    import pymupdf
-
-    doc = pymupdf.open()
-    for text in pages:
-        doc.new_page().insert_text((72, 72), text, fontname="china-s", fontsize=12)
-    doc.save(path)
-    return path
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import make_pdf
+
 pytestmark = pytest.mark.gui
 
 #: Names that stay as they are in both languages (products, formats, keys, licences, backends).
@@ -83,16 +85,6 @@ def tk_dialog_strings(root) -> list[str]:
     keys = ["&Yes", "&No", "&OK", "&Cancel", "&Open", "&Save", "File &names:", "Files of &type:",
             "&Directory:", "Show &Hidden Files and Directories", "Choose Directory", "All Files"]
     return [str(root.tk.call("namespace", "eval", "::tk", ["::msgcat::mc", k])).replace("&", "") for k in keys]
-
-
-def make_pdf(path, pages):
-    import pymupdf
-
-    doc = pymupdf.open()
-    for text in pages:
-        doc.new_page().insert_text((72, 72), text, fontname="china-s", fontsize=12)
-    doc.save(path)
-    return path
 
 
 TEXTS = {"zh": ("资料.pdf", ["第一章 总纲\n宪法 国家", "第二章 公民\n宪法 权利"], "宪法", "没有的东西"),

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes import make_pdf
+
 pytestmark = pytest.mark.gui
-
-
-def make_pdf(path, pages):
-    import pymupdf
-
-    doc = pymupdf.open()
-    for text in pages:
-        doc.new_page().insert_text((72, 72), text, fontname="china-s", fontsize=12)
-    doc.save(path)
-    return path
 
 
 def test_drop_ingest_answer_cite(make_app, tmp_path):

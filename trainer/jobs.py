@@ -392,6 +392,18 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Stop a child that leads its own process group: SIGINT, wait ``timeout`` s, then SIGKILL
+    (and wait 5 s more). Returns at once when it has already exited."""
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
 def _step_of(path: Path) -> int:
     try:
         return int(path.name.rsplit("-", 1)[1])

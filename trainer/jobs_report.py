@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.jobs import ROOT, TrainingJob, _env, _read_json, _signal_group, _tail_lines, trainer_launcher
+from trainer.jobs import ROOT, TrainingJob, _env, _read_json, _tail_lines, stop_process, trainer_launcher
 
 
 def latest_per_step(rows: list[dict]) -> list[dict]:
@@ -247,13 +246,7 @@ class EvalJob:
 
     def stop(self, timeout: float = 10) -> None:
         """SIGINT, wait, kill."""
-        if self.proc.poll() is None:
-            _signal_group(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process(self.proc, timeout)
 
 
 # -- history -------------------------------------------------------------------------------

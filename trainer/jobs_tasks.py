@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 import random
 import re
-import signal
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-from trainer.jobs import ROOT, _env, _read_json, _signal_group, _tail_lines, trainer_launcher
+from trainer.jobs import ROOT, _env, _read_json, _tail_lines, stop_process, trainer_launcher
 
 EXAMPLES = 3
 
@@ -155,10 +154,4 @@ class TasksJob:
 
     def stop(self, timeout: float = 10) -> None:
         """SIGINT, wait, kill (the half-written tasks file is never used: no summary)."""
-        if self.proc.poll() is None:
-            _signal_group(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_process(self.proc, timeout)
