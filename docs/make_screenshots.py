@@ -91,6 +91,9 @@ class Registry:
     def available(self):
         return True
 
+    def embedder_available(self):
+        return True
+
     def list(self):
         return [self.entry]
 
