@@ -236,8 +236,10 @@ def test_copying_the_prompt_earns_less_than_half_a_grounded_answer():
               "<think>全国人民代表大会每届任期几年？</think><answer>全国人民代表大会每届任期几年？[1]</answer>",
               "<think>资料中没有。</think><answer>资料中没有相关内容。</answer>",
               "<think></think><answer></answer>"]
-    recipes = [RC.load(p, trl_check=False) for p in sorted(RC.RECIPES_DIR.glob("grounded-*.yaml"))]
-    assert recipes
+    bench = RC.RECIPES_DIR.parents[1] / "bench" / "recipes"        # + the real-model CPU run's recipe
+    files = sorted(RC.RECIPES_DIR.glob("grounded-*.yaml")) + sorted(bench.glob("grounded-*.yaml"))
+    recipes = [RC.load(p, trl_check=False) for p in files]
+    assert len(recipes) >= 3, files
 
     def weighted(recipe, completion, **columns):
         return sum(w * (REWARDS[n]([prompt], [completion], **columns)[0] or 0.0) for n, w in recipe.rewards.items())
