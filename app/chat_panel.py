@@ -18,6 +18,7 @@ import tkinter as tk
 from tkinter import filedialog, ttk
 
 from app.transcript import Transcript
+from app.warm import DraftWarmer
 from app.welcome import Welcome
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class ChatPanel(ttk.Frame):
         self.stages: list[str] = []
         self._tokens, self._first_token = 0, 0.0
         self._build_input()       # packed first, from the bottom: it keeps its room when the window shrinks
+        self.warmer = DraftWarmer(self, app.dispatcher, self._draft, self._warm_work)
+        self.input.bind("<KeyRelease>", self.warmer.schedule, add="+")
         self.welcome = Welcome(self, app, on_pick=self._ask_example)
         self.transcript = Transcript(self, self.tr, on_cite=self._open_source, palette=app.palette,
                                      menu=self._turn_menu_items)
@@ -100,6 +103,17 @@ class ChatPanel(ttk.Frame):
         self.ask()
         return "break"
 
+    def _draft(self) -> str | None:
+        """The question box's text to warm the model with (app/warm.py), or None while an
+        answer streams or when no answering model is available."""
+        if self.job is not None or self.app.model_ok is not True:
+            return None
+        return self.input.get("1.0", "end").strip()
+
+    def _warm_work(self, draft: str):
+        answers, kb, conv = self.app.services.answers, self.app.kb_name, self.conversation
+        return lambda emit, cancel: answers.warm(draft, kb, cancel=cancel, chat_id=conv)
+
     def _ask_example(self, question: str) -> None:
         self.set_question(question)
         self.ask()
@@ -143,6 +157,7 @@ class ChatPanel(ttk.Frame):
         if self.job is not None:
             self.app.dispatcher.cancel(self.job, stale=True)
             self.transcript.finish_turn(self.turn, note=self.tr("chat.superseded"))
+        self.warmer.drop()
         self.input.delete("1.0", "end")
         self.welcome.hide()
         kb = self.job_kb = self.app.kb_name
@@ -248,6 +263,7 @@ class ChatPanel(ttk.Frame):
         self.job = None
         self.stop_button.configure(state="disabled")
         self.last_result = result
+        self.warmer.schedule()   # a next question typed while this one was answered
         if result is None:
             self.info.configure(text="")
             return

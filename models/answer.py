@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import threading
 import time
@@ -23,6 +24,8 @@ from models import conversation, prompts
 from models import passages as passages_mod
 from models.backend import BackendError, ChatBackend, GenerationSettings
 from models.registry import slug
+
+log = logging.getLogger(__name__)
 
 MESSAGE_OVERHEAD = 8  # template tokens per message, for backends without count_messages
 
@@ -138,7 +141,22 @@ class AnswerService:
             if self._backend is None:
                 self._backend = self.registry.load_backend()
                 self._loaded_key = self._model_key()
+                self._warm_system(self._backend)
             return self._backend
+
+    def _warm_system(self, backend: ChatBackend) -> None:
+        """Prefill the system prompt (in the UI language) once after loading, on a background
+        thread: every question's prompt starts with it (a no-op for backends that cannot warm)."""
+        lang = "zh" if getattr(self.settings, "ui_language", "zh") == "zh" else "en"
+        messages = [{"role": "system", "content": prompts.SYSTEM[(lang, bool(self.settings.think))]}]
+
+        def run() -> None:
+            try:
+                backend.warm(messages)
+            except Exception as e:  # noqa: BLE001 - a failed warm only loses its speed-up
+                log.info("warming the system prompt failed: %s", e)
+
+        threading.Thread(target=run, name="tqts-warm-system", daemon=True).start()
 
     # -- retrieval and prompt ----------------------------------------------------------
     def _kb_name(self, kb: str | None) -> str:
@@ -276,9 +294,7 @@ class AnswerService:
         try:
             result.question = question = conversation.check_question(question)
             self._check_documents(kb, kb_name)
-            history = self.history(kb, chat_id=chat_id) if use_history else []
-            previous = (history[-1].get("query") or history[-1].get("question")) if history else None
-            result.query = conversation.retrieval_query(question, previous)
+            history, result.query = self._history_and_query(question, kb, chat_id, use_history)
             sources = self.passages(question, kb=kb, query=result.query, verdict=result.relevance)
             timings["retrieve_ms"] = round((time.perf_counter() - t0) * 1000, 1)
             if not sources:
@@ -289,11 +305,8 @@ class AnswerService:
                 stage("loading", None)
             backend = self.backend()
             result.model = backend.name
-            follow_up = chat or result.query != question
-            turns = self.settings.history_turns if follow_up else 0
-            history = history[-turns:] if turns > 0 else []
             messages, result.sources = self.build_messages(question, sources, backend, think=think,
-                                                           history=[h for h in history if not h.get("refused")])
+                                                           history=self._turns(history, question, result.query, chat))
             yield AnswerEvent("sources", data=result.sources)
             stage("reading", len(result.sources))
             yield from self._generate(backend, messages, result, cancel)
@@ -304,6 +317,60 @@ class AnswerService:
             return
         self._append_history(kb_name, result, chat_id)
         yield AnswerEvent("done", data=result)
+
+    def _history_and_query(self, question: str, kb: str | None, chat_id: str,
+                           use_history: bool) -> tuple[list[dict], str]:
+        """The conversation so far and what to search for ``question`` (a follow-up: with the
+        previous question, :func:`models.conversation.retrieval_query`)."""
+        history = self.history(kb, chat_id=chat_id) if use_history else []
+        previous = (history[-1].get("query") or history[-1].get("question")) if history else None
+        return history, conversation.retrieval_query(question, previous)
+
+    def _turns(self, history: list[dict], question: str, query: str, chat: bool) -> list[dict]:
+        """Earlier turns offered to the model: the last ``history_turns`` answered ones for a
+        follow-up (or every question when ``chat``), else none."""
+        follow_up = chat or query != question
+        turns = self.settings.history_turns if follow_up else 0
+        history = history[-turns:] if turns > 0 else []
+        return [h for h in history if not h.get("refused")]
+
+    def warm(self, draft: str, kb: str | None = None, *, cancel: threading.Event | None = None,
+             think: bool | None = None, use_history: bool = True, chat: bool = False,
+             chat_id: str = "") -> dict:
+        """Prepare for a question still being typed: retrieve passages for ``draft``, load the
+        model if needed, and prefill the prompt :meth:`ask` would build (system prompt, earlier
+        turns, numbered sources; the question comes last) into the backend's prompt cache
+        (:meth:`models.backend.ChatBackend.warm`). When the question finally asked retrieves the
+        same sources, the backend evaluates only the question's tokens. Blocking: call on a
+        worker thread. Stores nothing; nothing is generated.
+
+        Args:
+            draft: the question box's text so far; kb, think, use_history, chat, chat_id: as
+                for :meth:`ask`.
+            cancel: when set, stops before loading the model, or during prefill after the
+                current batch (what was prefilled stays cached).
+
+        Returns:
+            ``{"sources": n, "skipped": reason}`` plus the backend's prefill counts
+            (LlamaCppBackend: prompt_tokens, cached, evaluated, cancelled); ``skipped`` is ""
+            when the prompt went to the backend. Bad drafts, an empty knowledge base, nothing
+            relevant, a cancel, or a backend that cannot warm are reported there, never raised.
+        """
+        think = self.settings.think if think is None else think
+        try:
+            question = conversation.check_question(draft)
+            self._check_documents(kb, self._kb_name(kb))
+            history, query = self._history_and_query(question, kb, chat_id, use_history)
+            sources = self.passages(question, kb=kb, query=query)
+        except (KeyError, ValueError) as e:
+            return {"sources": 0, "skipped": _message(e)}
+        if not sources or (cancel is not None and cancel.is_set()):
+            return {"sources": len(sources), "skipped": "cancelled" if sources else "nothing relevant"}
+        backend = self.backend()
+        messages, kept = self.build_messages(question, sources, backend, think=think,
+                                             history=self._turns(history, question, query, chat))
+        info = backend.warm(messages, cancel=cancel)
+        return {"sources": len(kept), "skipped": "" if info is not None else "backend cannot warm", **(info or {})}
 
     def _check_documents(self, kb: str | None, kb_name: str) -> None:
         """Raise ValueError when the knowledge base has no documents (KeyError: no such KB)."""

@@ -63,6 +63,18 @@ class ChatBackend(ABC):
         """The whole completion as one string (joins :meth:`stream`)."""
         return "".join(self.stream(messages, **kw))
 
+    def warm(self, messages: list[dict], *, cancel: threading.Event | None = None) -> dict | None:
+        """Prefill ``messages`` into the model's prompt cache without answering, so that a later
+        :meth:`stream` whose prompt starts the same way evaluates only the rest (the app calls
+        it while the user types). Blocks; call on a worker thread; stops early when ``cancel``
+        is set. Default: nothing (backends without a reusable prompt cache).
+
+        Returns:
+            what was prefilled (backend-specific counts, see LlamaCppBackend.warm), or None when
+            nothing was.
+        """
+        return None
+
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` in the model's tokenizer. Default: a conservative estimate
         (one token per CJK character, one per 3 other characters) for backends without one."""

@@ -17,8 +17,18 @@ on the 2-core Xeons this project is tested on. xllamacpp's Linux CPU wheel is bu
 ``-march=native`` (no AMX/AVX-512 code), so it cannot take that path; a build that reports
 ``AMX_INT8 = 1`` gets llama.cpp's extra buffer types turned off (``no_extra_bufts``) anyway.
 
-Threads: :meth:`LlamaCppBackend.stream` may be called from any worker thread; llama.cpp's
-server queues concurrent requests (one slot). Setting ``cancel`` stops at the next token.
+Prompt cache: llama.cpp's server keeps the slot's KV cache and evaluates only the tokens after
+the longest prefix a request shares with the previous one (``cache_prompt``; its ``timings``
+report ``cache_n`` reused and ``prompt_n`` evaluated tokens). TQT-s's prompt puts what depends
+only on the retrieved passages first and the question last (models/prompts.py), so
+:meth:`LlamaCppBackend.warm` can prefill [system prompt + sources] while the user is still
+typing, and the question's request then evaluates only the question (README "Performance").
+
+Threads: :meth:`LlamaCppBackend.stream` and :meth:`LlamaCppBackend.warm` may be called from any
+worker thread; llama.cpp's server queues concurrent requests (one slot). Setting ``cancel``
+stops at the next token, or during prompt processing after the current batch of
+:data:`BATCH_TOKENS` tokens (llama.cpp's ``return_progress`` chunks); the tokens evaluated so
+far stay cached.
 """
 from __future__ import annotations
 
@@ -34,6 +44,16 @@ from kb.types import Message
 from models.backend import BackendError, ChatBackend, GenerationSettings
 
 INSTALL_HINT = "python -m pip install xllamacpp==2026.10.11549"
+
+#: llama.cpp's logical and physical batch (``n_batch`` = ``n_ubatch``), in tokens: prompt
+#: processing reports progress, and can be cancelled, once per batch. llama.cpp's default
+#: logical batch (2048) made a 1.4k-token prompt one uncancellable step.
+BATCH_TOKENS = 512
+
+#: llama.cpp's host-memory prompt cache (``cache_ram_mib``, MiB): earlier prompts' KV states it
+#: can restore. Its 8 GiB default would let the app's memory grow with every different prompt;
+#: 256 MiB holds about 15 prompts of 1.4k tokens of the 0.5B model (12 KiB per token).
+CACHE_RAM_MIB = 256
 
 #: Live backends: their llama.cpp servers are stopped before the interpreter exits (a server
 #: still running at exit aborts the process with "FATAL: exception not rethrown").
@@ -92,10 +112,35 @@ def available() -> bool:
     return importlib.util.find_spec("xllamacpp") is not None
 
 
-def load_server(path: str | Path, *, n_ctx: int, threads: int):
+def default_threads() -> int:
+    """CPU threads for llama.cpp when none are given: ``$OMP_NUM_THREADS`` when set, else the
+    physical cores this process may use minus one (at least 1).
+
+    Why one core free (measured, README "Performance"): llama.cpp's threads wait for each other
+    at every layer, so one thread that loses its core to another program (the app's own
+    embedder, the UI, a browser) stalls them all. On a shared 2-core machine 2 threads decoded
+    ~6x slower than 1 thread (2.0 vs 12.8 tok/s) and prefilled slower too.
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        usable = os.cpu_count() or 1
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False) or usable
+    except ImportError:
+        physical = usable
+    return max(1, min(physical, usable) - 1)
+
+
+def load_server(path: str | Path, *, n_ctx: int, threads: int, batch: int = BATCH_TOKENS):
     """An ``xllamacpp.Server`` for the GGUF at ``path``: ``threads`` for prompt and decode, one
-    slot of ``n_ctx`` tokens, quiet, no warm-up run, the AMX workaround. Used by the backend and
-    by bench/generate.py.
+    slot of ``n_ctx`` tokens, prompt batches of ``batch`` tokens, quiet, no warm-up run, the AMX
+    workaround. Used by the backend and by bench/generate.py and bench/ttft.py.
 
     Raises:
         BackendError: xllamacpp is not installed, or llama.cpp cannot load the file.
@@ -107,6 +152,8 @@ def load_server(path: str | Path, *, n_ctx: int, threads: int):
     p.n_parallel = 1
     p.cpuparams.n_threads = int(threads)
     p.cpuparams_batch.n_threads = int(threads)
+    p.n_batch = p.n_ubatch = int(batch)
+    p.cache_ram_mib = CACHE_RAM_MIB
     p.warmup = False
     p.verbosity = -1
     p.n_gpu_layers = 0
@@ -161,8 +208,8 @@ class LlamaCppBackend(ChatBackend):
         name: shown to users (default: the file name).
         context_tokens: llama.cpp context size ``n_ctx`` (prompt + completion), in tokens
             (default: settings ``context_tokens``, else 4096).
-        threads: CPU threads for prompt processing and decoding (default ``$OMP_NUM_THREADS``,
-            else all cores).
+        threads: CPU threads for prompt processing and decoding (default
+            :func:`default_threads`: ``$OMP_NUM_THREADS``, else physical cores minus one).
         adapter: must be empty (default: settings ``adapter``): PEFT LoRA adapters need the
             transformers backend.
 
@@ -173,6 +220,9 @@ class LlamaCppBackend(ChatBackend):
 
     device = "cpu"
     dtype = "gguf (llama.cpp)"
+    #: llama.cpp's ``timings`` of the last finished request (``prompt_n`` tokens evaluated,
+    #: ``cache_n`` reused from the KV cache, ``prompt_ms``, ``predicted_n``, ...), or None.
+    last_timings: dict | None = None
 
     def __init__(self, path: str | Path, settings=None, *, name: str | None = None,
                  context_tokens: int | None = None, threads: int | None = None,
@@ -185,7 +235,7 @@ class LlamaCppBackend(ChatBackend):
         self.path = find_gguf(path)
         self.name = name or (self.path.parent.name if self.path.name == "model.gguf" else self.path.stem)
         self.context_tokens = int(context_tokens or (settings.context_tokens if settings else 4096))
-        self.threads = int(threads or os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+        self.threads = int(threads or default_threads())
         self._server = load_server(self.path, n_ctx=self.context_tokens, threads=self.threads)
         self._count = None
         self.cache_prompt = True  # reuse llama.cpp's KV cache for a shared prompt prefix
@@ -208,12 +258,15 @@ class LlamaCppBackend(ChatBackend):
             raise BackendError(f"the model {self.name} was closed; load it again")
         request = {"messages": messages, "stream": True, "max_tokens": gen.max_new_tokens,
                    "temperature": gen.temperature, "top_p": gen.top_p,
-                   "repeat_penalty": gen.repetition_penalty, "cache_prompt": self.cache_prompt}
+                   "repeat_penalty": gen.repetition_penalty, "cache_prompt": self.cache_prompt,
+                   "return_progress": True}  # a chunk per prompt batch: cancel works during prefill
         chunks: queue.Queue = queue.Queue()
         stop = threading.Event()
         done = object()
 
         def on_chunk(chunk) -> bool:
+            if chunk.get("timings"):
+                self.last_timings = chunk["timings"]
             chunks.put(chunk)
             return stop.is_set() or (cancel is not None and cancel.is_set())
 
@@ -238,6 +291,44 @@ class LlamaCppBackend(ChatBackend):
                         yield text
         finally:
             stop.set()
+
+    def warm(self, messages: list[dict], *, cancel: threading.Event | None = None) -> dict | None:
+        """Prefill ``messages`` into llama.cpp's KV cache without answering (one token is
+        generated and dropped); see :meth:`ChatBackend.warm`. Blocks: call on a worker thread.
+
+        Returns:
+            ``{"prompt_tokens", "cached", "evaluated", "cancelled"}`` (tokens of the whole
+            prompt, reused from the cache, newly evaluated; llama.cpp's prompt progress), or None
+            when the backend is closed.
+        """
+        server = self._server
+        if server is None:
+            return None
+        request = {"messages": messages, "stream": True, "max_tokens": 1, "temperature": 0.0,
+                   "cache_prompt": True, "return_progress": True}
+        seen: dict = {"cancelled": False}
+
+        def on_chunk(chunk) -> bool:
+            if chunk.get("prompt_progress"):
+                seen["progress"] = chunk["prompt_progress"]
+            if isinstance(chunk, dict) and "error" in chunk:
+                seen["error"] = chunk["error"]
+            if cancel is not None and cancel.is_set():
+                seen["cancelled"] = True
+                return True
+            return False
+
+        try:
+            reply = server.handle_chat_completions(request, on_chunk)
+        except Exception as e:  # noqa: BLE001  (the extension raises RuntimeError / ValueError / its own)
+            raise BackendError(f"llama.cpp could not prefill the prompt: {e}") from None
+        if isinstance(reply, dict) and "error" in reply:
+            seen["error"] = reply["error"]
+        if "error" in seen:
+            raise BackendError(_error_message(seen["error"]))
+        p = seen.get("progress") or {}
+        return {"prompt_tokens": p.get("total", 0), "cached": p.get("cache", 0),
+                "evaluated": max(0, p.get("processed", 0) - p.get("cache", 0)), "cancelled": seen["cancelled"]}
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` in the model's tokenizer: the folder's ``tokenizer.json`` when the

@@ -151,6 +151,10 @@ class FakeAnswers:
         self.rows: dict[tuple[str, str], list[dict]] = {}   # (kb, conversation) -> turns
         self.backend_name = "fake"
         self.loaded = False           # the first answer reports the "loading" stage
+        self.warmed: list[str] = []   # drafts passed to warm(), in call order
+        self.warm_gate: threading.Event | None = None   # an Event: warm() waits for it or cancel
+        self.warming = self.most_warming = 0            # warms running now / at most at once
+        self._warm_lock = threading.Lock()
 
     def passages(self, question, kb=None):
         return [Source(h.rank, h.source, h.page, h.text, h.score) for h in self.kb.search(question, kb)]
@@ -199,6 +203,22 @@ class FakeAnswers:
                                              "cited_inferred": self.cited_inferred,
                                              "citations": [c.to_json() for c in self.citations]})
         yield AnswerEvent("done", data=result)
+
+    def warm(self, draft, kb=None, *, cancel=None, think=None, use_history=True, chat=False, chat_id=""):
+        """Records the draft (``warmed``); while ``warm_gate`` (an Event) is unset it holds the
+        worker until the gate opens or ``cancel`` is set, like a long prefill."""
+        with self._warm_lock:
+            self.warmed.append(draft)
+            self.warming += 1
+            self.most_warming = max(self.most_warming, self.warming)
+        try:
+            gate = self.warm_gate
+            while gate is not None and not gate.is_set() and not (cancel is not None and cancel.is_set()):
+                gate.wait(0.01)
+            return {"sources": len(self.passages(draft, kb)), "cancelled": bool(cancel is not None and cancel.is_set())}
+        finally:
+            with self._warm_lock:
+                self.warming -= 1
 
     def history(self, kb=None, chat_id=""):
         return list(self.rows.get((kb or self.kb.settings.default_kb, chat_id), []))
