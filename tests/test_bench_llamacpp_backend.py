@@ -139,3 +139,87 @@ def test_real_qwen_gguf_answers(tmp_path):
         assert "5" in text
     finally:
         b.close()
+
+
+# -- prompt cache: prefix reuse, warm, threads (README "Performance", time to first token) ------
+SYSTEM = {"role": "system", "content": "You answer from the numbered sources. " * 4}
+
+
+def rag(question: str, doc: str) -> list[dict]:
+    """A RAG prompt: system, 25 numbered sources of document ``doc`` (each test its own: the
+    cache of an earlier test's sources must not help), the question last (models/prompts.py)."""
+    sources = "\n\n".join(f"[{i}] {doc}.pdf, p. {i}\nthe cat sat on the mat {i} times and the dog ran"
+                          for i in range(1, 26))
+    return [SYSTEM, {"role": "user", "content": f"Sources:\n\n{sources}\n\nQuestion: {question}"}]
+
+
+class CancelAfter:
+    """A cancel flag that turns on at its ``n``-th check (the backend checks once per chunk)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.checks = n, 0
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        return self.checks >= self.n
+
+
+@pytest.fixture(scope="module")
+def tiny_long(tiny_gguf):
+    backend = LlamaCppBackend(tiny_gguf, context_tokens=2048, threads=1)
+    yield backend
+    backend.close()
+
+
+def test_a_shared_prefix_is_evaluated_once(tiny_long):
+    tiny_long.complete(rag("what did the cat do?", "a"), gen=GREEDY)
+    first = tiny_long.last_timings
+    tiny_long.complete(rag("where did the dog run?", "a"), gen=GREEDY)
+    second = tiny_long.last_timings
+    assert first["prompt_n"] > 1000 and first["cache_n"] == 0, first   # cold: the whole prompt
+    assert second["cache_n"] > 1000 and second["prompt_n"] < 40, second  # only the new question
+
+
+def test_warm_prefills_the_prompt_and_the_question_evaluates_only_its_tail(tiny_long):
+    info = tiny_long.warm(rag("how many times did the", "b"))
+    assert not info["cancelled"] and info["evaluated"] > 1000, info
+    assert info["evaluated"] + info["cached"] == info["prompt_tokens"]
+    tiny_long.complete(rag("how many times did the cat sit?", "b"), gen=GREEDY)
+    t = tiny_long.last_timings
+    assert t["cache_n"] >= info["prompt_tokens"] - 20 and t["prompt_n"] < 40, t
+
+
+def test_warm_is_cancelled_between_prompt_batches_and_keeps_what_it_evaluated(tiny_long):
+    from models.llamacpp_backend import BATCH_TOKENS
+
+    info = tiny_long.warm(rag("which page is the", "c"), cancel=CancelAfter(3))   # after the first batch
+    assert info["cancelled"] and 0 < info["evaluated"] < info["prompt_tokens"] - BATCH_TOKENS // 2, info
+    tiny_long.complete(rag("which page is the cat on?", "c"), gen=GREEDY)
+    t = tiny_long.last_timings
+    assert t["cache_n"] >= info["cached"] + info["evaluated"] - 1, t   # the cancelled warm's work is reused
+    set_before = threading.Event()
+    set_before.set()
+    assert tiny_long.warm(rag("anything", "d"), cancel=set_before)["evaluated"] == 0
+
+
+def test_stream_cancel_works_during_prompt_processing(tiny_long):
+    cancel = CancelAfter(3)
+    assert list(tiny_long.stream(rag("stop while reading", "e"), gen=GREEDY, cancel=cancel)) == []  # no token
+    assert tiny_long.complete(rag("stop while reading", "e"), gen=GREEDY)   # the server serves the next one
+    from models.llamacpp_backend import BATCH_TOKENS
+
+    assert tiny_long.last_timings["cache_n"] >= BATCH_TOKENS   # at least the first batch read was kept
+
+
+def test_default_threads_leave_a_core_free(monkeypatch):
+    import psutil
+
+    from models import llamacpp_backend as lb
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert lb.default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(lb.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    for physical, want in ((1, 1), (2, 1), (4, 3), (16, 7)):
+        monkeypatch.setattr(psutil, "cpu_count", lambda logical=True, n=physical: n if not logical else 2 * n)
+        assert lb.default_threads() == want, physical
