@@ -52,19 +52,20 @@ def _passages() -> list[str]:
     return [f"第{i}段：知识库问答系统把文档切成分块，计算嵌入，检索后由模型引用页码作答。" * 6 for i in range(40)]
 
 
-def build_messages(count_tokens, target: int) -> list[dict]:
-    """The product's RAG prompt with as many passages as fit in ``target`` tokens."""
+def build_messages(count_tokens, target: int, *, start: int = 0, question: str = QUESTION) -> list[dict]:
+    """The product's RAG prompt with as many passages as fit in ``target`` tokens, from the
+    ``start``-th passage on (another ``start``: another prompt, no prefix shared past the system prompt)."""
     from models import prompts
 
     blocks: list[str] = []
-    system = prompts.system_prompt(QUESTION, think=False)
-    for i, text in enumerate(_passages()):
-        trial = blocks + [prompts.format_source(i + 1, f"cmrc-{i + 1}.pdf", 1, text)]
-        if count_tokens(system + prompts.user_message(QUESTION, trial)) > target:
+    system = prompts.system_prompt(question, think=False)
+    for i, text in enumerate(_passages()[start:], start):
+        trial = blocks + [prompts.format_source(len(blocks) + 1, f"cmrc-{i + 1}.pdf", 1, text)]
+        if count_tokens(system + prompts.user_message(question, trial)) > target:
             break
         blocks = trial
     return [{"role": "system", "content": system},
-            {"role": "user", "content": prompts.user_message(QUESTION, blocks)}]
+            {"role": "user", "content": prompts.user_message(question, blocks)}]
 
 
 def tokenizer_counter(folder: str | None, gguf: str | None):
