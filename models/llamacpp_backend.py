@@ -119,7 +119,8 @@ def default_threads() -> int:
     Why one core free (measured, README "Performance"): llama.cpp's threads wait for each other
     at every layer, so one thread that loses its core to another program (the app's own
     embedder, the UI, a browser) stalls them all. On a shared 2-core machine 2 threads decoded
-    ~6x slower than 1 thread (2.0 vs 12.8 tok/s) and prefilled slower too.
+    6x slower than 1 thread at load 2-4 (2.0 vs 12.8 tok/s), 27x at load 5-6 (0.35 vs 9.45),
+    and prefilled slower too (bench/ttft.py).
     """
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
