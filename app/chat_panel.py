@@ -348,6 +348,7 @@ class ChatPanel(ttk.Frame):
         if self.job is not None and self.job_kb == kb and conversation == self.conversation:
             return  # a question about this chat is streaming: the view is already current
         self.cancel_for_switch()
+        self.warmer.drop()   # a draft warmed for the other chat's sources and history
         self.conversation = conversation
         self.transcript.clear()
         self.questions.clear()

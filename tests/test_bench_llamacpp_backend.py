@@ -223,3 +223,18 @@ def test_default_threads_leave_a_core_free(monkeypatch):
     for physical, want in ((1, 1), (2, 1), (4, 3), (16, 7)):
         monkeypatch.setattr(psutil, "cpu_count", lambda logical=True, n=physical: n if not logical else 2 * n)
         assert lb.default_threads() == want, physical
+
+
+@pytest.mark.real
+def test_real_qwen_gguf_reuses_a_warmed_prompt(tmp_path):
+    if not QWEN.exists():
+        pytest.skip(f"{QWEN} not found")
+    b = LlamaCppBackend(QWEN, context_tokens=2048, threads=1)
+    try:
+        info = b.warm(rag("how many times did the", "real"))
+        assert info["evaluated"] > 300 and not info["cancelled"], info
+        b.complete(rag("how many times did the cat sit?", "real"), gen=GREEDY)
+        t = b.last_timings
+        assert t["cache_n"] >= info["prompt_tokens"] - 10 and t["prompt_n"] < 20, t
+    finally:
+        b.close()
