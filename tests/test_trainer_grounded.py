@@ -157,8 +157,8 @@ def test_fit_task_trims_a_gold_passage_too_long_for_the_limit_around_its_answer(
     passage keeps its answer."""
     from transformers import AutoTokenizer
 
-    from trainer.grounded_data import _count, fit_task
     from models.prompts import grounded_messages
+    from trainer.grounded_data import _count, fit_task
 
     tok = AutoTokenizer.from_pretrained(tiny_qwen_dir)
     gold = {"source": "/d/plan.pdf", "page": 3,
