@@ -207,6 +207,28 @@ def test_unsupported_adapters_say_why(base, tmp_path):
         convert_lora(ok, base / "model.gguf")
 
 
+def test_base_shapes_from_the_folder_config_match_the_gguf(base, tmp_path):
+    """The fast path (config.json beside model.gguf) describes the same tensors as the GGUF."""
+    from models.lora_gguf import LoraConversionError, _base_info, convert_lora
+
+    (tmp_path / "model.gguf").write_bytes((base / "model.gguf").read_bytes())     # no config.json here
+    arch, from_gguf = _base_info(tmp_path / "model.gguf")
+    arch2, from_config = _base_info(base / "model.gguf")
+    assert arch == arch2 == "qwen2" and len(from_config) == 2 * 7
+    assert all(from_gguf[name] == shape for name, shape in from_config.items())
+    cfg = json.loads((base / "config.json").read_text())
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({**cfg, "intermediate_size": 96}))
+    (other / "model.gguf").write_bytes(b"")                        # never read: config.json answers
+    ok = make_adapter(base, tmp_path / "ok", target_modules=["down_proj"])
+    with pytest.raises(LoraConversionError, match="another base model"):
+        convert_lora(ok, other / "model.gguf")
+    (other / "config.json").write_text(json.dumps({**cfg, "model_type": "llama"}))
+    with pytest.raises(LoraConversionError, match="architecture is 'llama'"):
+        convert_lora(ok, other / "model.gguf")
+
+
 def test_a_retrained_adapter_is_converted_again(base, tmp_path):
     from models.lora_gguf import ensure_lora_gguf, is_current
 
