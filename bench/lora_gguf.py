@@ -122,7 +122,7 @@ def run(model_dir: Path, adapter: Path, max_new_tokens: int) -> dict:
     t0 = time.perf_counter()
     lora_file = convert_lora(adapter, model_dir / "model.gguf")
     convert_s = time.perf_counter() - t0
-    settings = settings_mod.load(Path(tempfile.mkdtemp(prefix="tqts-bench-lora-")))
+    settings = settings_mod.load(adapter.parent / "home")           # a throwaway data dir
     msgs = [[{"role": "user", "content": p}] for p in PROMPTS]
 
     log("transformers + peft ...")

@@ -315,3 +315,27 @@ def test_backend_llamacpp_explicit_reports_the_conversion_error(base, home, tmp_
         reg.load_backend()
     with pytest.raises(LoraConversionError, match="cannot run on llama.cpp"):
         reg.convert_adapter()
+
+
+@pytest.mark.real
+def test_real_qwen_adapter_on_llamacpp_follows_transformers_and_peft(tmp_path):
+    """The real Qwen2.5 0.5B (q4_k_m GGUF for llama.cpp, its dequantized copy for transformers)
+    with a seeded random LoRA on q/k/v/o (bench/lora_gguf.py): on 3 prompts llama.cpp + adapter
+    GGUF picks transformers+peft's next token, its log-probabilities stay within quantization
+    noise of transformers+peft's while without the adapter they are far off, and the adapter
+    changes llama.cpp's answer."""
+    from pathlib import Path
+
+    from bench.lora_gguf import random_adapter, run
+
+    ready = Path("/work/tqts-real/READY")
+    folder = Path(ready.read_text(encoding="utf-8").strip()) if ready.exists() else None
+    if folder is None or not (folder / "model.gguf").is_file():
+        pytest.skip("the imported real Qwen folder (/work/tqts-real/READY with model.gguf) is not here")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    res = run(folder, random_adapter(folder, tmp_path / "lora", b_std=0.05), max_new_tokens=16)
+    for row in res["rows"]:
+        assert row["top1_same"], row
+        assert row["logprob_diff_lora"] < 0.5 and row["logprob_diff_base"] > 4 * row["logprob_diff_lora"], row
+    assert any(r["adapter_changed_llama"] for r in res["rows"])
+    assert sum(r["shared_prefix_tokens"] for r in res["rows"]) >= len(res["rows"]) * 2
