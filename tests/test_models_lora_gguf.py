@@ -229,18 +229,26 @@ def test_base_shapes_from_the_folder_config_match_the_gguf(base, tmp_path):
         convert_lora(ok, other / "model.gguf")
 
 
-def test_a_retrained_adapter_is_converted_again(base, tmp_path):
+def test_a_retrained_or_replaced_adapter_is_converted_again(base, tmp_path):
+    """The GGUF records the sha256 of the PEFT files: new weights, even with an older file time
+    (a copy keeps it), mean a new conversion; unchanged ones reuse the file."""
+    import shutil
+
     from models.lora_gguf import ensure_lora_gguf, is_current
 
     ad = make_adapter(base, tmp_path / "a", target_modules=["q_proj"])
     first = ensure_lora_gguf(ad, base / "model.gguf")
-    assert is_current(ad)
     stamp = first.stat().st_mtime_ns
-    make_adapter(base, ad, seed=5, target_modules=["q_proj"])                 # training wrote it again
-    later = first.stat().st_mtime - 10
-    os.utime(first, (later, later))
+    assert is_current(ad) and ensure_lora_gguf(ad, base / "model.gguf").stat().st_mtime_ns == stamp
+    other = make_adapter(base, tmp_path / "b", seed=5, target_modules=["q_proj"])
+    shutil.copy2(other / "adapter_model.safetensors", ad / "adapter_model.safetensors")
+    old = first.stat().st_mtime - 100
+    os.utime(ad / "adapter_model.safetensors", (old, old))                # older than the GGUF
     assert not is_current(ad)
-    assert ensure_lora_gguf(ad, base / "model.gguf").stat().st_mtime_ns != stamp and is_current(ad)
+    again = ensure_lora_gguf(ad, base / "model.gguf")
+    assert again.stat().st_mtime_ns != stamp and is_current(ad)
+    (ad / "adapter_model.safetensors").unlink()                         # a folder with only the GGUF
+    assert is_current(ad)
 
 
 def _registry(home):
