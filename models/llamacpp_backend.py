@@ -1,7 +1,8 @@
 """A GGUF-native chat backend on llama.cpp through ``xllamacpp`` (prebuilt wheels, no compiler).
 
 Used by the model registry for GGUF models on the CPU (``backend: auto`` with a ``model.gguf``
-in the model folder, or ``backend: llamacpp``). It reads a ``.gguf`` file, or an imported model
+in the model folder, or ``backend: llamacpp``), trained LoRA adapters included (served as a GGUF
+LoRA file next to the base, :mod:`models.lora_gguf`). It reads a ``.gguf`` file, or an imported model
 folder holding ``model.gguf`` (any single ``*.gguf`` in the folder is accepted too). The chat
 template is the one stored in the GGUF metadata, applied by llama.cpp's own server code.
 
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from kb.types import Message
 from models.backend import BackendError, ChatBackend, GenerationSettings
+from models.lora_gguf import LoraConversionError
 
 INSTALL_HINT = "python -m pip install xllamacpp==2026.10.11549"
 
@@ -92,17 +94,20 @@ def available() -> bool:
     return importlib.util.find_spec("xllamacpp") is not None
 
 
-def load_server(path: str | Path, *, n_ctx: int, threads: int):
+def load_server(path: str | Path, *, n_ctx: int, threads: int, lora: str | Path | None = None):
     """An ``xllamacpp.Server`` for the GGUF at ``path``: ``threads`` for prompt and decode, one
     slot of ``n_ctx`` tokens, quiet, no warm-up run, the AMX workaround. Used by the backend and
-    by bench/generate.py.
+    by bench/generate.py. ``lora``: a GGUF LoRA adapter file (:mod:`models.lora_gguf`) applied
+    at scale 1 to every request.
 
     Raises:
-        BackendError: xllamacpp is not installed, or llama.cpp cannot load the file.
+        BackendError: xllamacpp is not installed, or llama.cpp cannot load the file(s).
     """
     xlc = _import_xllamacpp()
     p = xlc.CommonParams()
     p.model.path = str(path)
+    if lora:
+        p.lora_adapters = [xlc.CommonAdapterLoraInfo(str(lora), 1.0)]
     p.n_ctx = int(n_ctx)
     p.n_parallel = 1
     p.cpuparams.n_threads = int(threads)
@@ -117,7 +122,8 @@ def load_server(path: str | Path, *, n_ctx: int, threads: int):
     try:
         server = xlc.Server(p)
     except Exception as e:  # noqa: BLE001  (the extension raises RuntimeError / ValueError / its own)
-        raise BackendError(f"llama.cpp could not load {path}: {e}; is it a complete GGUF file of a "
+        what = f"{path} with the LoRA adapter {lora}" if lora else str(path)
+        raise BackendError(f"llama.cpp could not load {what}: {e}; is it a complete GGUF file of a "
                            "llama.cpp-supported architecture?") from None
     _wait_ready(server)
     return server
@@ -163,12 +169,13 @@ class LlamaCppBackend(ChatBackend):
             (default: settings ``context_tokens``, else 4096).
         threads: CPU threads for prompt processing and decoding (default ``$OMP_NUM_THREADS``,
             else all cores).
-        adapter: must be empty (default: settings ``adapter``): PEFT LoRA adapters need the
-            transformers backend.
+        adapter: a LoRA adapter (default: settings ``adapter``): a GGUF LoRA file, or a PEFT
+            folder, served from its ``adapter_model.gguf`` (converted on first use, see
+            :mod:`models.lora_gguf`).
 
     Raises:
-        BackendError: xllamacpp missing, no GGUF at ``path``, a LoRA adapter given, or
-            llama.cpp cannot load the file.
+        LoraConversionError: the adapter cannot run on llama.cpp (the transformers backend can).
+        BackendError: xllamacpp missing, no GGUF at ``path``, or llama.cpp cannot load the file.
     """
 
     device = "cpu"
@@ -179,14 +186,17 @@ class LlamaCppBackend(ChatBackend):
                  adapter: str | None = None) -> None:
         self.settings = settings
         adapter = adapter if adapter is not None else getattr(settings, "adapter", "") if settings else ""
-        if adapter:
-            raise BackendError("the llamacpp backend cannot apply a PEFT LoRA adapter; "
-                               "set backend: transformers to use it, or merge it into the model first")
         self.path = find_gguf(path)
+        self.lora = _lora_file(adapter, self.path) if adapter else None
         self.name = name or (self.path.parent.name if self.path.name == "model.gguf" else self.path.stem)
         self.context_tokens = int(context_tokens or (settings.context_tokens if settings else 4096))
         self.threads = int(threads or os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
-        self._server = load_server(self.path, n_ctx=self.context_tokens, threads=self.threads)
+        try:
+            self._server = load_server(self.path, n_ctx=self.context_tokens, threads=self.threads, lora=self.lora)
+        except BackendError as e:
+            if self.lora:        # e.g. an adapter GGUF made for another base: transformers can still run it
+                raise LoraConversionError(f"{e}; set backend: transformers to use this adapter") from None
+            raise
         self._count = None
         self.cache_prompt = True  # reuse llama.cpp's KV cache for a shared prompt prefix
         _LIVE.add(self)
@@ -256,6 +266,17 @@ class LlamaCppBackend(ChatBackend):
     def close(self) -> None:
         """Stop llama.cpp's server loop and free the model now."""
         self._server = None
+
+
+def _lora_file(adapter: str | Path, base: Path) -> Path:
+    """The GGUF LoRA file for ``adapter`` on ``base`` (converted once; LoraConversionError if not)."""
+    from models.lora_gguf import convertible, ensure_lora_gguf
+
+    if not convertible(adapter):
+        raise LoraConversionError(f"{adapter} is neither a GGUF LoRA file nor a PEFT adapter folder "
+                                  "(adapter_config.json + adapter_model.safetensors); set backend: "
+                                  "transformers or pick the run's final/ or best/ folder")
+    return ensure_lora_gguf(adapter, base)
 
 
 def _error_message(err) -> str:
