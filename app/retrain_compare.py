@@ -6,12 +6,16 @@ and "Use this model" (register the run's checkpoint, make it answer).
 from __future__ import annotations
 
 import json
+import logging
 import tkinter as tk
 from pathlib import Path
 from tkinter import ttk
 
 from app.retrain_views import ComparisonTable
+from models.backend import BackendError
 from trainer import jobs_report as report
+
+log = logging.getLogger(__name__)
 
 DEFAULT_EVAL_LIMIT = 20
 
@@ -122,10 +126,18 @@ class CompareMixin:
         registry = self.services.registry
         self._busy = "adopting"
 
+        self._adopt_note = ""
+
         def work(emit, cancel):
             entry = registry.register_trained(str(ckpt), name=f"grpo-{job.name}", base=base,
                                               metrics=metrics)
-            return registry.use(entry.name)
+            active = registry.use(entry.name)
+            try:                    # the fast path (llama.cpp) serves the adapter as a GGUF LoRA
+                registry.convert_adapter(entry.name)
+            except BackendError as e:   # adopted all the same: transformers answers with it
+                log.warning("%s", e)
+                self._adopt_note = str(e)
+            return active
 
         self.dispatcher.submit("retrain-adopt", work, self._adopt_event)
         self._update_buttons()
@@ -138,7 +150,9 @@ class CompareMixin:
             answers = getattr(self.services, "answers", None)
             if answers is not None and hasattr(answers, "set_backend"):
                 answers.set_backend(None)       # the next question loads the adopted model
-            self._message(self.t("adopted", name=payload.name))
+            note = getattr(self, "_adopt_note", "")
+            self._message(self.t("adopted_slow", name=payload.name, why=note) if note
+                          else self.t("adopted", name=payload.name))
             for widget in (self, self.master):       # the main window may bind it to refresh
                 widget.event_generate("<<ModelAdopted>>", when="tail")
         self._done_busy()

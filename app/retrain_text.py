@@ -39,6 +39,8 @@ TEXT = {
     "history": ("历史运行", "Run history"),
     "evaluating": ("正在评估基础模型与训练后模型…", "Evaluating base and trained model…"),
     "adopted": ("已启用 {name}：下一个回答将由它生成。", "Now answering with {name}."),
+    "adopted_slow": ("已启用 {name}，但它只能在较慢的 transformers 后端上运行：{why}",
+                     "Now answering with {name}, on the slower transformers backend: {why}"),
     "no_ckpt": ("这个运行没有检查点可用。", "This run has no checkpoint to use."),
     "keeps_running": ("训练仍在后台运行；重新打开此窗口即可继续查看。",
                       "Training keeps running in the background; reopen this dialog to follow it."),

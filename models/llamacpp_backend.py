@@ -1,7 +1,8 @@
 """A GGUF-native chat backend on llama.cpp through ``xllamacpp`` (prebuilt wheels, no compiler).
 
 Used by the model registry for GGUF models on the CPU (``backend: auto`` with a ``model.gguf``
-in the model folder, or ``backend: llamacpp``). It reads a ``.gguf`` file, or an imported model
+in the model folder, or ``backend: llamacpp``), trained LoRA adapters included (served as a GGUF
+LoRA file next to the base, :mod:`models.lora_gguf`). It reads a ``.gguf`` file, or an imported model
 folder holding ``model.gguf`` (any single ``*.gguf`` in the folder is accepted too). The chat
 template is the one stored in the GGUF metadata, applied by llama.cpp's own server code.
 
@@ -42,6 +43,7 @@ from pathlib import Path
 
 from kb.types import Message
 from models.backend import BackendError, ChatBackend, GenerationSettings
+from models.lora_gguf import LoraConversionError
 
 INSTALL_HINT = "python -m pip install xllamacpp==2026.10.11549"
 
@@ -138,17 +140,21 @@ def default_threads() -> int:
     return max(1, min(physical, usable) - 1)
 
 
-def load_server(path: str | Path, *, n_ctx: int, threads: int, batch: int = BATCH_TOKENS):
+def load_server(path: str | Path, *, n_ctx: int, threads: int, lora: str | Path | None = None,
+                batch: int = BATCH_TOKENS):
     """An ``xllamacpp.Server`` for the GGUF at ``path``: ``threads`` for prompt and decode, one
     slot of ``n_ctx`` tokens, prompt batches of ``batch`` tokens, quiet, no warm-up run, the AMX
-    workaround. Used by the backend and by bench/generate.py and bench/ttft.py.
+    workaround. Used by the backend and by bench/generate.py and bench/ttft.py. ``lora``: a GGUF
+    LoRA adapter file (:mod:`models.lora_gguf`) applied at scale 1 to every request.
 
     Raises:
-        BackendError: xllamacpp is not installed, or llama.cpp cannot load the file.
+        BackendError: xllamacpp is not installed, or llama.cpp cannot load the file(s).
     """
     xlc = _import_xllamacpp()
     p = xlc.CommonParams()
     p.model.path = str(path)
+    if lora:
+        p.lora_adapters = [xlc.CommonAdapterLoraInfo(str(lora), 1.0)]
     p.n_ctx = int(n_ctx)
     p.n_parallel = 1
     p.cpuparams.n_threads = int(threads)
@@ -165,7 +171,8 @@ def load_server(path: str | Path, *, n_ctx: int, threads: int, batch: int = BATC
     try:
         server = xlc.Server(p)
     except Exception as e:  # noqa: BLE001  (the extension raises RuntimeError / ValueError / its own)
-        raise BackendError(f"llama.cpp could not load {path}: {e}; is it a complete GGUF file of a "
+        what = f"{path} with the LoRA adapter {lora}" if lora else str(path)
+        raise BackendError(f"llama.cpp could not load {what}: {e}; is it a complete GGUF file of a "
                            "llama.cpp-supported architecture?") from None
     _wait_ready(server)
     return server
@@ -211,12 +218,13 @@ class LlamaCppBackend(ChatBackend):
             (default: settings ``context_tokens``, else 4096).
         threads: CPU threads for prompt processing and decoding (default
             :func:`default_threads`: ``$OMP_NUM_THREADS``, else physical cores minus one).
-        adapter: must be empty (default: settings ``adapter``): PEFT LoRA adapters need the
-            transformers backend.
+        adapter: a LoRA adapter (default: settings ``adapter``): a GGUF LoRA file, or a PEFT
+            folder, served from its ``adapter_model.gguf`` (converted on first use, see
+            :mod:`models.lora_gguf`).
 
     Raises:
-        BackendError: xllamacpp missing, no GGUF at ``path``, a LoRA adapter given, or
-            llama.cpp cannot load the file.
+        LoraConversionError: the adapter cannot run on llama.cpp (the transformers backend can).
+        BackendError: xllamacpp missing, no GGUF at ``path``, or llama.cpp cannot load the file.
     """
 
     device = "cpu"
@@ -230,14 +238,17 @@ class LlamaCppBackend(ChatBackend):
                  adapter: str | None = None) -> None:
         self.settings = settings
         adapter = adapter if adapter is not None else getattr(settings, "adapter", "") if settings else ""
-        if adapter:
-            raise BackendError("the llamacpp backend cannot apply a PEFT LoRA adapter; "
-                               "set backend: transformers to use it, or merge it into the model first")
         self.path = find_gguf(path)
+        self.lora = _lora_file(adapter, self.path) if adapter else None
         self.name = name or (self.path.parent.name if self.path.name == "model.gguf" else self.path.stem)
         self.context_tokens = int(context_tokens or (settings.context_tokens if settings else 4096))
         self.threads = int(threads or default_threads())
-        self._server = load_server(self.path, n_ctx=self.context_tokens, threads=self.threads)
+        try:
+            self._server = load_server(self.path, n_ctx=self.context_tokens, threads=self.threads, lora=self.lora)
+        except BackendError as e:
+            if self.lora:        # e.g. an adapter GGUF made for another base: transformers can still run it
+                raise LoraConversionError(f"{e}; set backend: transformers to use this adapter") from None
+            raise
         self._count = None
         self.cache_prompt = True  # reuse llama.cpp's KV cache for a shared prompt prefix
         _LIVE.add(self)
@@ -348,6 +359,17 @@ class LlamaCppBackend(ChatBackend):
     def close(self) -> None:
         """Stop llama.cpp's server loop and free the model now."""
         self._server = None
+
+
+def _lora_file(adapter: str | Path, base: Path) -> Path:
+    """The GGUF LoRA file for ``adapter`` on ``base`` (converted once; LoraConversionError if not)."""
+    from models.lora_gguf import convertible, ensure_lora_gguf
+
+    if not convertible(adapter):
+        raise LoraConversionError(f"{adapter} is neither a GGUF LoRA file nor a PEFT adapter folder "
+                                  "(adapter_config.json + adapter_model.safetensors); set backend: "
+                                  "transformers or pick the run's final/ or best/ folder")
+    return ensure_lora_gguf(adapter, base)
 
 
 def _error_message(err) -> str:

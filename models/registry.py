@@ -15,6 +15,7 @@ Threads: methods may be called from worker threads; a lock guards the JSON file.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -37,6 +38,8 @@ __all__ = ["DEFAULT_MODEL", "PULL_PATTERNS", "ModelEntry", "ModelFileError", "Mo
            "PullError"]
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[float, float, str], None]
 
@@ -446,6 +449,29 @@ class ModelRegistry:
         return p
 
     # -- backends ----------------------------------------------------------------------
+    def convert_adapter(self, name: str | None = None) -> Path | None:
+        """Write the GGUF LoRA adapter llama.cpp serves for ``name`` (default: the active model),
+        on adopt, so the first answer does not wait for it (:meth:`load_backend` would convert
+        it lazily). Call from a worker thread (about a second for a 0.5B model's adapter).
+
+        Returns:
+            the adapter GGUF, or None when llama.cpp would not serve this model anyway (no
+            adapter, no ``model.gguf`` beside the base, or backend not auto / llamacpp).
+
+        Raises:
+            LoraConversionError: the adapter cannot run on llama.cpp (transformers answers).
+        """
+        from models.gguf import GGUF_NAME
+
+        path, adapter = self.resolve(name)
+        base = Path(path) / GGUF_NAME if Path(path).is_dir() else Path(path)
+        if not adapter or self.settings.backend not in ("auto", "llamacpp") or \
+                base.suffix.lower() != ".gguf" or not base.is_file():
+            return None
+        from models.lora_gguf import ensure_lora_gguf
+
+        return ensure_lora_gguf(adapter, base)
+
     def load_backend(self, name: str | None = None) -> ChatBackend:
         """Load the chat backend for ``name`` (default: active model) per ``settings.backend``.
 
@@ -464,11 +490,18 @@ class ModelRegistry:
         if kind == "llamacpp":
             from models.gguf import GGUF_NAME
             from models.llamacpp_backend import LlamaCppBackend
+            from models.lora_gguf import LoraConversionError
 
             gguf = Path(path) / GGUF_NAME if Path(path).is_dir() else Path(path)
             if not gguf.is_file():
                 raise BackendError(f"{label} has no {GGUF_NAME}: import a .gguf for backend llamacpp")
-            return LlamaCppBackend(str(gguf), self.settings)
+            try:
+                return LlamaCppBackend(str(gguf), self.settings, adapter=adapter, name=label if adapter else None)
+            except LoraConversionError as e:
+                if self.settings.backend != "auto":
+                    raise
+                log.warning("%s", e)       # says why and that transformers answers instead
+                kind = "transformers"
         if kind != "transformers":
             raise BackendError(f"backend {kind!r} is unknown; set backend to auto, transformers, ollama or llamacpp")
         from models.transformers_backend import TransformersBackend
@@ -478,15 +511,21 @@ class ModelRegistry:
 
 def pick_chat_backend(settings, path: str, adapter: str) -> str:
     """Resolve ``backend: auto`` for a model: "llamacpp" when it is a GGUF (a ``.gguf`` path or a
-    folder with ``model.gguf``), no LoRA adapter is applied, it would run on the CPU and
-    xllamacpp is installed (measured faster to first token and per token on CPUs, README
-    "Performance"); else "transformers" (HF folders, adapters, GPUs, training)."""
+    folder with ``model.gguf``), its LoRA adapter (if any) is or can be made a GGUF LoRA
+    (:func:`models.lora_gguf.convertible`), it would run on the CPU and xllamacpp is installed
+    (measured faster to first token and per token on CPUs, README "Performance"); else
+    "transformers" (HF folders, GPUs, training). An adapter left to transformers is logged."""
     from models.gguf import GGUF_NAME
     from models.llamacpp_backend import available
+    from models.lora_gguf import convertible
 
     p = Path(path)
     has_gguf = (p / GGUF_NAME).is_file() if p.is_dir() else p.suffix.lower() == ".gguf" and p.is_file()
-    if adapter or not has_gguf or not available():
+    if not has_gguf or not available() or (adapter and not convertible(adapter)):
+        if adapter:
+            why = "it is not a PEFT adapter folder" if has_gguf and available() else \
+                f"its base {path} has no {GGUF_NAME}" if not has_gguf else "xllamacpp is not installed"
+            log.info("LoRA adapter %s runs on the transformers backend (slower): %s", adapter, why)
         return "transformers"
     if settings.device not in ("auto", "cpu"):
         return "transformers"

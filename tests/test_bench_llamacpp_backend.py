@@ -55,9 +55,11 @@ def test_missing_package_says_how_to_install(tmp_path, monkeypatch):
         LlamaCppBackend(f)
 
 
-def test_adapter_is_refused_with_the_fix(tmp_path):
-    with pytest.raises(BackendError, match="transformers"):
-        LlamaCppBackend(tmp_path, adapter="/some/lora")
+def test_a_folder_that_is_no_adapter_is_refused_with_the_fix(tiny_gguf, tmp_path):
+    from models.lora_gguf import LoraConversionError
+
+    with pytest.raises(LoraConversionError, match="nor a PEFT adapter folder.*backend: transformers"):
+        LlamaCppBackend(tiny_gguf, adapter=str(tmp_path / "some-lora"), threads=1)
 
 
 def test_corrupt_file_is_a_backend_error(tmp_path):
@@ -121,7 +123,7 @@ def test_registry_auto_uses_llamacpp_for_an_imported_gguf(home, tiny_gguf, monke
         assert isinstance(backend, LlamaCppBackend) and backend.path == folder / "model.gguf"
     finally:
         backend.close()
-    s.set("adapter", str(home / "lora"), persist=False)  # a LoRA adapter needs transformers
+    s.set("adapter", str(home / "lora"), persist=False)  # no adapter there: transformers reports it
     from models.registry import pick_chat_backend
 
     assert pick_chat_backend(s, str(folder), str(home / "lora")) == "transformers"

@@ -48,6 +48,9 @@ class FakeRegistry:
         self.active_name = name
         return self.entries[name]
 
+    def convert_adapter(self, name=None):
+        return None           # no model.gguf beside the base: nothing for llama.cpp to serve
+
 
 def pump(root, pred, timeout=600.0):
     """Run the Tk loop until ``pred()`` holds; fail after ``timeout`` seconds (generous: only a

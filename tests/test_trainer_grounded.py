@@ -151,6 +151,27 @@ def test_fit_task_drops_passages_without_the_answer(tiny_qwen_dir):
     assert long not in fitted["passages"] and fitted["support"] == [fitted["gold"]]
 
 
+
+def test_fit_task_trims_a_gold_passage_too_long_for_the_limit_around_its_answer(tiny_qwen_dir):
+    """A single chunk can be ~1,200 tokens: the prompt limit is still hard, and the trimmed gold
+    passage keeps its answer."""
+    from transformers import AutoTokenizer
+
+    from models.prompts import grounded_messages
+    from trainer.grounded_data import _count, fit_task
+
+    tok = AutoTokenizer.from_pretrained(tiny_qwen_dir)
+    gold = {"source": "/d/plan.pdf", "page": 3,
+            "text": "前言内容很长。" * 150 + PASSAGES[0]["text"] + "附录内容也很长。" * 150}
+    t = task(passages=[PASSAGES[1], gold], gold=2, support=[2])
+    limit = _count(tok, grounded_messages(t["question"], [PASSAGES[0]], False)) + 80
+    assert _count(tok, grounded_messages(t["question"], t["passages"], False)) > limit + 1000
+    fitted = fit_task(t, tok, max_tokens=limit, think=False)
+    assert _count(tok, grounded_messages(fitted["question"], fitted["passages"], False)) <= limit
+    kept = fitted["passages"][fitted["gold"] - 1]["text"]
+    assert "14天" in kept and kept.startswith("…") and kept.endswith("…")
+    assert t["passages"][1]["text"] == gold["text"]          # the caller's task is not changed
+
 # -- evaluation ---------------------------------------------------------------------------------
 
 def test_score_tasks():

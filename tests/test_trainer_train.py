@@ -209,3 +209,25 @@ def test_vllm_only_when_asked_and_trl_refusals_in_our_words(tmp_path):
         grpo_config(bad, tmp_path, on_cpu=True)
     cfg = grpo_config(recipes.load("smoke-cpu"), tmp_path, on_cpu=True)
     assert cfg.output_dir == str(tmp_path) and cfg.model_init_kwargs["dtype"] is __import__("torch").float32
+
+
+def test_lora_last_layers_adapts_only_the_top_layers(tiny_qwen_dir):
+    """``lora.last_layers: N`` puts the adapter on the top N decoder layers only (the CPU recipe's
+    backward pass then stops there); 0 adapts every layer; the real CPU recipe loads with it."""
+    import dataclasses
+
+    from peft import get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from trainer import recipes
+    from trainer.train import peft_config
+
+    n = AutoConfig.from_pretrained(tiny_qwen_dir).num_hidden_layers
+    base = recipes.load("grounded-cpu-smoke")
+    top = dataclasses.replace(base, lora=dataclasses.replace(base.lora, enabled=True, last_layers=1))
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_qwen_dir), peft_config(top, tiny_qwen_dir))
+    adapted = {int(name.split(".layers.")[1].split(".")[0]) for name, _ in model.named_parameters() if "lora_A" in name}
+    assert adapted == {n - 1}
+    every = dataclasses.replace(top, lora=dataclasses.replace(top.lora, last_layers=0))
+    assert peft_config(every, tiny_qwen_dir).layers_to_transform is None
+    assert recipes.load(str(Path(__file__).parent.parent / "bench/recipes/grounded-real-cpu.yaml")).lora.last_layers == 8

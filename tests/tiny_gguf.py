@@ -23,8 +23,16 @@ def _byte_symbols() -> list[str]:
 
 
 def build_tiny_qwen_gguf(path: str | Path, *, hidden: int = 64, layers: int = 2, heads: int = 4,
-                         kv_heads: int = 2, ctx: int = 2048, seed: int = 0) -> Path:
-    """Write a random ``qwen2`` GGUF to ``path`` and return it."""
+                         kv_heads: int = 2, ctx: int = 2048, seed: int = 0, bf16_exact: bool = False,
+                         utf8_safe: bool = False) -> Path:
+    """Write a random ``qwen2`` GGUF to ``path`` and return it.
+
+    ``bf16_exact``: round every weight to a bfloat16 value (still stored as float32), so
+    :func:`models.gguf.convert_gguf` (bf16 safetensors) gives transformers the same weights
+    llama.cpp reads. ``utf8_safe``: the byte tokens that start a multi-byte UTF-8 character
+    (0xC0-0xFF) get half the output row of an ASCII letter, so their logit is half that letter's
+    and never the largest while any logit is positive: greedy text is whole characters (llama.cpp's
+    server withholds an unfinished character and its log-probabilities)."""
     import gguf
 
     path = Path(path)
@@ -37,7 +45,10 @@ def build_tiny_qwen_gguf(path: str | Path, *, hidden: int = 64, layers: int = 2,
     rng = np.random.default_rng(seed)
 
     def w(*shape):
-        return (rng.standard_normal(shape) * 0.05).astype(np.float32)
+        x = (rng.standard_normal(shape) * 0.05).astype(np.float32)
+        if bf16_exact:  # keep the top 16 bits, rounded to nearest
+            x = ((x.view(np.uint32) + np.uint32(0x8000)) & np.uint32(0xFFFF0000)).view(np.float32)
+        return x
 
     wr = gguf.GGUFWriter(str(path), "qwen2")
     wr.add_name("tiny-qwen2-test")
@@ -63,7 +74,11 @@ def build_tiny_qwen_gguf(path: str | Path, *, hidden: int = 64, layers: int = 2,
     kv = hidden // heads * kv_heads
     wr.add_tensor("token_embd.weight", w(vocab, hidden))
     wr.add_tensor("output_norm.weight", np.ones(hidden, dtype=np.float32))
-    wr.add_tensor("output.weight", w(vocab, hidden))
+    output = w(vocab, hidden)
+    if utf8_safe:
+        for b in range(0xC0, 0x100):
+            output[b] = output[ord("a") + b % 26] * 0.5
+    wr.add_tensor("output.weight", output)
     for i in range(layers):
         b = f"blk.{i}."
         wr.add_tensor(b + "attn_norm.weight", np.ones(hidden, dtype=np.float32))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 TASK_KEYS = {"question", "answers", "passages", "gold"}
@@ -54,15 +55,16 @@ def _count(tokenizer, messages: list[dict]) -> int:
     return len(ids)
 
 
-def _drop_spare(task: dict) -> bool:
-    """Drop the last shown passage that neither is the gold one nor holds the answer (gold and
-    support renumbered, in place); False when there is none to drop."""
-    spare = [i for i in range(len(task["passages"]), 0, -1) if i not in task["support"] and i != task["gold"]]
+def _drop_spare(task: dict, keep_support: bool = True) -> bool:
+    """Drop the last shown passage that neither is the gold one nor (``keep_support``) holds the
+    answer (gold and support renumbered, in place); False when there is none to drop."""
+    spare = [i for i in range(len(task["passages"]), 0, -1)
+             if (i not in task["support"] or not keep_support) and i != task["gold"]]
     if not spare or len(task["passages"]) <= 1:
         return False
     drop = spare[0]
     task["passages"] = [p for i, p in enumerate(task["passages"], 1) if i != drop]
-    task["support"] = [n - (n > drop) for n in task["support"]]
+    task["support"] = [n - (n > drop) for n in task["support"] if n != drop]
     task["gold"] = task["gold"] - (task["gold"] > drop)
     task["n_passages"] = len(task["passages"])
     return True
@@ -70,9 +72,11 @@ def _drop_spare(task: dict) -> bool:
 
 def fit_task(task: dict, tokenizer=None, max_tokens: int = 0, think: bool = True, max_passages: int = 0) -> dict:
     """The task with passages dropped until at most ``max_passages`` are shown (0 = no limit) and
-    its prompt fits ``max_tokens`` (passages without the answer go first, last shown first; gold
-    and support are renumbered). Unchanged when it fits or no tokenizer is given; the gold
-    passage and the passages holding the answer are never dropped."""
+    its prompt fits ``max_tokens`` (passages without the answer go first, last shown first; then
+    the other passages holding the answer; then the longest passage is cut down to a window
+    around its answer, see :func:`_trim_longest`; gold and support are renumbered). Unchanged
+    when it fits or no tokenizer is given; the gold passage is never dropped, and the limit is
+    hard unless the question alone exceeds it."""
     from models.prompts import grounded_messages
 
     task = dict(task, support=list(task.get("support", [])))
@@ -83,7 +87,47 @@ def fit_task(task: dict, tokenizer=None, max_tokens: int = 0, think: bool = True
             break
         if not _drop_spare(task):
             break
+    while tokenizer is not None and max_tokens and len(task["passages"]) > 1:
+        if _count(tokenizer, grounded_messages(task["question"], task["passages"], think)) <= max_tokens:
+            break
+        if not _drop_spare(task, keep_support=False):
+            break
+    while tokenizer is not None and max_tokens:
+        over = _count(tokenizer, grounded_messages(task["question"], task["passages"], think)) - max_tokens
+        if over <= 0 or not _trim_longest(task, over):
+            break
     return task
+
+
+#: Shortest passage text (characters) :func:`_trim_longest` cuts down to.
+MIN_PASSAGE_CHARS = 40
+
+
+def _trim_longest(task: dict, over_tokens: int) -> bool:
+    """Shorten the longest passage's text (in place) by about ``over_tokens`` tokens plus 10 %,
+    keeping a window centred on the first acceptable answer it holds (so a gold passage still
+    holds its answer), else its beginning. Tokens are estimated from the text's share of
+    characters; False when every passage is already at :data:`MIN_PASSAGE_CHARS`."""
+    passages = [dict(p) for p in task["passages"]]
+    i = max(range(len(passages)), key=lambda k: len(passages[k].get("text", "")))
+    text = passages[i].get("text", "")
+    if len(text) <= MIN_PASSAGE_CHARS:
+        return False
+    # ~1.5 characters per token for mixed Chinese/English (Qwen's tokenizer); cut at least 8 %
+    cut = max(int(over_tokens * 1.1 * 1.5), len(text) // 12, 1)
+    keep = max(len(text) - cut, MIN_PASSAGE_CHARS)
+    # answers as written or with PDF spacing inside ("1 小时" for "1小时"), else the evidence sentence
+    keys = [r"\s*".join(map(re.escape, a.replace(" ", ""))) for a in task.get("answers", []) if a.strip()]
+    keys += [re.escape(task["evidence"][:30])] if task.get("evidence") else []
+    hits = sorted((m.start(), m.end() - m.start()) for m in (re.search(k, text) for k in keys) if m)
+    centre = hits[0][0] + hits[0][1] // 2 if hits else 0
+    start = min(max(centre - keep // 2, 0), len(text) - keep) if hits else 0
+    trimmed = ("…" if start else "") + text[start:start + keep] + ("…" if start + keep < len(text) else "")
+    if len(trimmed) >= len(text):
+        return False
+    passages[i]["text"] = trimmed
+    task["passages"] = passages
+    return True
 
 
 def task_example(task: dict, think: bool = True, tokenizer=None, max_tokens: int = 0, max_passages: int = 0) -> dict:

@@ -43,6 +43,9 @@ class LoraSettings:
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: [
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    # Only the last N decoder layers get the adapter (0 = all): the backward pass then stops at
+    # the lowest adapted layer, so a CPU step costs about (1 + 3N/L)/4 of all L layers'.
+    last_layers: int = 0
 
 
 @dataclass

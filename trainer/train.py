@@ -173,15 +173,32 @@ def grpo_config(recipe, run_dir: Path, on_cpu: bool):
         raise TrainError(str(e)) from None
 
 
-def peft_config(recipe):
+def peft_config(recipe, model_path: str = ""):
     """peft.LoraConfig for the recipe, or None for full fine-tuning."""
     if not recipe.lora.enabled:
         return None
     from peft import LoraConfig
 
     lo = recipe.lora
+    extra = {}
+    if lo.last_layers:
+        n = _num_layers(model_path or recipe.model)
+        extra["layers_to_transform"] = list(range(max(n - lo.last_layers, 0), n))
     return LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout,
-                      target_modules=list(lo.target_modules), task_type="CAUSAL_LM")
+                      target_modules=list(lo.target_modules), task_type="CAUSAL_LM", **extra)
+
+
+def _num_layers(model: str) -> int:
+    """Decoder layers of a model folder or hub id (its config's ``num_hidden_layers``).
+
+    Raises:
+        ValueError: the config has no ``num_hidden_layers``."""
+    from transformers import AutoConfig
+
+    n = getattr(AutoConfig.from_pretrained(model), "num_hidden_layers", None)
+    if not n:
+        raise ValueError(f"{model}: config has no num_hidden_layers; remove lora.last_layers from the recipe")
+    return int(n)
 
 
 def peak_memory() -> dict:
@@ -257,7 +274,7 @@ def build_trainer(recipe, model_path: str, run_dir: Path, on_cpu: bool, args, st
     budget = BudgetCallback(60 * args.max_minutes) if getattr(args, "max_minutes", None) else None
     trainer = GRPOTrainer(model=model_path, reward_funcs=funcs, args=config,
                           train_dataset=Dataset.from_list(train), processing_class=tok,
-                          peft_config=peft_config(recipe),
+                          peft_config=peft_config(recipe, model_path),
                           callbacks=[progress, guard, stop, *([budget] if budget else [])])
     trainer.remove_callback(PrinterCallback)
     progress.trainer = guard.trainer = trainer
