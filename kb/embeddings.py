@@ -221,7 +221,7 @@ class Embedder:
     def _encode(self, texts: list[str]) -> np.ndarray:
         model = self.model
         if self.backend in ("onnx", "openvino"):
-            return model.encode(list(texts), self.batch_size)
+            return model.encode(list(texts))  # one text per run (see OnnxEncoder.encode)
         vecs = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False)
         return _unit_rows(np.asarray(vecs, dtype=np.float32))

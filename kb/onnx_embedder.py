@@ -255,10 +255,15 @@ class OnnxEncoder:
         """Length of one embedding vector (the transformer's hidden size)."""
         return int(self.encode(["x"], 1).shape[1])
 
-    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int = 1) -> np.ndarray:
         """Embed ``texts`` (prefixes already applied). Returns float32 (len(texts), hidden),
-        rows L2-normalised when the model ends with Normalize. Texts are batched by length so
-        padding stays short; rows come back in the input order."""
+        rows L2-normalised when the model ends with Normalize; rows in the input order.
+
+        One text per run by default: measured on 443 chunks of multilingual-e5-small, 1 thread,
+        batches of 32 (sorted by length) took 74 CPU s against 30 one at a time (the exported
+        attention builds (batch, heads, seq, seq) masks over the padding), and the int8 model's
+        per-batch activation scales then depend on a text's neighbours (median cosine to float32
+        0.9991 batched, 0.9992 alone; the float32 export gives the same vectors either way)."""
         order = np.argsort([len(t) for t in texts], kind="stable")
         out: np.ndarray | None = None
         for start in range(0, len(texts), batch_size):

@@ -92,7 +92,8 @@ def test_int8_e5_small_keeps_cosine_to_float32_on_real_pdf_text(tmp_path):
     full = Embedder(model, dtype="float32", backend="torch").encode_documents(chunks)
     q = Embedder(model, backend="onnx", cache_dir=tmp_path).encode_documents(chunks)
     cos = (full * q).sum(axis=1)
-    assert np.median(cos) >= 0.99 and cos.min() >= 0.97, (np.median(cos), cos.min())
+    # recipe int8-v2 measured median 0.9991, min 0.9982 on the 443 cross-lingual chunks (v1: 0.9963, 0.9911)
+    assert np.median(cos) >= 0.998 and cos.min() >= 0.99, (np.median(cos), cos.min())
 
 
 def test_export_saves_the_float32_models_tokenizer_and_int8_rows(tiny_embedder_dir, tmp_path):
