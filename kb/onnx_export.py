@@ -22,6 +22,7 @@ backend that does not use it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,8 +49,8 @@ def export_in_child(transformer: Path, out: Path, timeout_s: float = 1800) -> Pa
         ExportError: the child failed (its last stderr line in the message) or timed out.
     """
     root = str(Path(__file__).resolve().parents[1])
-    env = dict(__import__("os").environ)
-    env["PYTHONPATH"] = root + (__import__("os").pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
         r = subprocess.run([sys.executable, "-m", "kb.onnx_export", str(transformer), str(out)],
                            capture_output=True, text=True, env=env, timeout=timeout_s, cwd=root)
