@@ -151,8 +151,6 @@ class Embedder:
     def model(self):
         with self._lock:
             if self._model is None:
-                from sentence_transformers import SentenceTransformer
-
                 from models.backend import BackendError
                 from models.device import pick_device
 
@@ -170,6 +168,8 @@ class Embedder:
                 if self._model is not None:
                     return self._model
                 self.backend = "torch"
+                from sentence_transformers import SentenceTransformer  # imports torch: only here
+
                 try:
                     self._model = SentenceTransformer(self.model_name, device=device, trust_remote_code=False,
                                                       model_kwargs={"dtype": self.torch_dtype(device)})
@@ -221,7 +221,7 @@ class Embedder:
     def _encode(self, texts: list[str]) -> np.ndarray:
         model = self.model
         if self.backend in ("onnx", "openvino"):
-            return model.encode(list(texts), self.batch_size)
+            return model.encode(list(texts))  # one text per run (see OnnxEncoder.encode)
         vecs = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False)
         return _unit_rows(np.asarray(vecs, dtype=np.float32))
@@ -231,8 +231,11 @@ class Embedder:
 
         Runs torch on one thread: for one short text, several threads only wait on each
         other, and when another core is busy a 2-thread encode of all-MiniLM-L6-v2 took
-        ~450 ms here against ~8 ms on one thread.
+        ~450 ms here against ~8 ms on one thread. (The ONNX backends run without torch.)
         """
+        self.model  # noqa: B018 - load first: self.backend is known after
+        if self.backend in ("onnx", "openvino"):
+            return self._encode([self.instruction + query])[0]
         with _one_torch_thread():
             return self._encode([self.instruction + query])[0]
 

@@ -3,19 +3,46 @@
 Device ``auto`` picks CUDA, then MPS, then CPU. Dtype ``auto`` picks bfloat16 where the hardware
 computes it natively (CUDA with bf16 support; a CPU with AVX512-BF16/AMX, where oneDNN runs bf16
 matmuls) and float32 otherwise: older CPUs emulate bf16, which is slower than float32, and fp16
-on MPS/old GPUs risks overflow in Qwen's attention. Imports torch lazily; no other project module.
+on MPS/old GPUs risks overflow in Qwen's attention. Imports torch lazily (not at all for ``auto``
+on a machine without a GPU driver, see :func:`accelerator_possible`); no other project module.
 """
 from __future__ import annotations
 
 from models.backend import BackendError
 
 
+def accelerator_possible() -> bool:
+    """Could torch find a GPU here? False only when no driver for one is present: no NVIDIA or
+    ROCm device node / driver on Linux, no ``nvcuda`` library on Windows, not Apple silicon.
+    Lets ``device: auto`` answer "cpu" without importing torch (~200 MiB RSS) in a process whose
+    models (llama.cpp, the ONNX embedder) do not use it. ``TQTS_CPU_ONLY=1`` says False."""
+    import os
+    import platform
+    import sys
+
+    if os.environ.get("TQTS_CPU_ONLY") == "1":
+        return False
+    if sys.platform == "darwin":
+        return platform.machine() == "arm64"                       # MPS
+    if sys.platform.startswith("linux"):
+        return any(os.path.exists(p) for p in ("/proc/driver/nvidia", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
+    if sys.platform == "win32":
+        import ctypes.util
+
+        return ctypes.util.find_library("nvcuda") is not None
+    return True
+
+
 def pick_device(preference: str = "auto") -> str:
     """Return "cuda", "mps" or "cpu" for a ``device`` setting (auto | cpu | cuda | mps).
+
+    ``auto`` and ``cpu`` do not import torch when :func:`accelerator_possible` is False.
 
     Raises:
         BackendError: an explicit device that this machine does not have.
     """
+    if preference == "cpu" or (preference in (None, "", "auto") and not accelerator_possible()):
+        return "cpu"
     import torch
 
     has = {"cuda": torch.cuda.is_available(),

@@ -92,4 +92,74 @@ def test_int8_e5_small_keeps_cosine_to_float32_on_real_pdf_text(tmp_path):
     full = Embedder(model, dtype="float32", backend="torch").encode_documents(chunks)
     q = Embedder(model, backend="onnx", cache_dir=tmp_path).encode_documents(chunks)
     cos = (full * q).sum(axis=1)
-    assert np.median(cos) >= 0.99 and cos.min() >= 0.97, (np.median(cos), cos.min())
+    # recipe int8-v2 measured median 0.9991, min 0.9982 on the 443 cross-lingual chunks (v1: 0.9963, 0.9911)
+    assert np.median(cos) >= 0.998 and cos.min() >= 0.99, (np.median(cos), cos.min())
+
+
+def test_export_saves_the_float32_models_tokenizer_and_int8_rows(tiny_embedder_dir, tmp_path):
+    import onnx
+    from transformers import AutoTokenizer
+
+    from kb.onnx_embedder import load_tokenizer
+    from kb.onnx_export import TOKENIZER_FILE, export_int8
+
+    out = export_int8(tiny_embedder_dir, tmp_path / "x")
+    assert (tmp_path / "x" / TOKENIZER_FILE).exists()
+    inits = {i.name: i for i in onnx.load(str(out)).graph.initializer}
+    assert inits["word_embeddings_int8"].data_type == onnx.TensorProto.INT8  # one scale per row
+    assert list(inits["word_embeddings_scale"].dims)[1] == 1
+    assert not any(n.endswith("word_embeddings.weight") for n in inits)
+    fast = load_tokenizer(tmp_path / "x", tiny_embedder_dir, 32)(TEXTS)
+    hf = AutoTokenizer.from_pretrained(str(tiny_embedder_dir))(TEXTS, padding=True, truncation=True,
+                                                              max_length=32, return_tensors="np")
+    for k in hf:
+        np.testing.assert_array_equal(fast[k], hf[k])
+
+
+def test_a_new_recipe_is_exported_again_not_read_from_an_old_cache(tiny_embedder_dir, tmp_path, monkeypatch):
+    import kb.onnx_embedder as oe
+
+    before = oe.cache_dir_for("m", tiny_embedder_dir, tmp_path)
+    assert oe.cache_dir_for("m", tiny_embedder_dir, tmp_path) == before
+    monkeypatch.setattr(oe, "RECIPE", "int8-v1: all ops, per-tensor word embeddings")
+    assert oe.cache_dir_for("m", tiny_embedder_dir, tmp_path) != before
+
+
+GUARD = """
+import json, sys
+import settings as settings_mod
+from app.services import build_services
+from models.backend import GenerationSettings
+svc = build_services(settings_mod.load())
+vec = svc.kb.embedder.encode_query("苹果")
+backend = svc.answers.backend()
+text = backend.complete([{"role": "user", "content": "hi"}], gen=GenerationSettings(max_new_tokens=2, temperature=0.0))
+print(json.dumps({"torch": "torch" in sys.modules, "transformers": "transformers" in sys.modules,
+                  "embedder": svc.kb.embedder.backend, "chat": type(backend).__name__, "dim": len(vec)}))
+backend.close()
+"""
+
+
+def test_the_app_with_onnx_embedder_and_llamacpp_never_imports_torch(home, tiny_embedder_dir, tmp_path):
+    """~200 MiB of RSS (issue 14, item 4): neither model needs torch, so the app process must not
+    import it — not for the device choice, the tokenizer, nor the one-time export (a child process)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.tiny_gguf import build_tiny_qwen_gguf
+
+    folder = home / "models" / "tiny"
+    build_tiny_qwen_gguf(folder / "model.gguf")
+    (folder / "config.json").write_text("{}")
+    env = dict(os.environ, TQTS_EMBEDDING_MODEL=str(tiny_embedder_dir), TQTS_EMBEDDING_BACKEND="onnx",
+               TQTS_MODEL=str(folder), TQTS_CPU_ONLY="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    for first_run in (True, False):                                  # exports, then reads the cache
+        r = subprocess.run([sys.executable, "-c", GUARD], capture_output=True, text=True, env=env, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        got = json.loads(r.stdout.strip().splitlines()[-1])
+        assert got == {"torch": False, "transformers": False, "embedder": "onnx", "chat": "LlamaCppBackend",
+                       "dim": 32}, (first_run, got)
+    assert len(list((home / "embeddings").glob(f"*/{ONNX_FILE}"))) == 1
