@@ -26,9 +26,9 @@ def test_auto_picks_int8_onnx_only_on_cpus_without_native_bf16(flags, device, wa
 
 def test_explicit_backends_are_kept_and_missing_onnx_falls_back_to_torch():
     assert pick_backend("auto", "cpu", LAPTOP, onnx_available=False) == "torch"
-    for b in ("torch", "onnx", "openvino"):
+    for b in ("torch", "onnx", "onnx-fp32", "openvino"):
         assert pick_backend(b, "cpu", XEON_SPR, onnx_available=True) == b
-    with pytest.raises(ValueError, match="use auto, torch, onnx, openvino"):
+    with pytest.raises(ValueError, match="use auto, torch, onnx, onnx-fp32, openvino"):
         pick_backend("tensorrt", "cpu", LAPTOP)
 
 
@@ -67,6 +67,37 @@ def test_int8_onnx_agrees_with_torch_float32_on_the_tiny_model(tiny_embedder_dir
     assert cos.min() > 0.98, cos
 
 
+def test_float32_onnx_has_no_int8_weights_and_matches_torch_float32(tiny_embedder_dir, tmp_path):
+    import onnx
+
+    from kb.onnx_export import FP32_FILE
+
+    full = Embedder(str(tiny_embedder_dir), dtype="float32", backend="torch").encode_documents(TEXTS)
+    emb = Embedder(str(tiny_embedder_dir), backend="onnx-fp32", cache_dir=tmp_path)
+    vecs = emb.encode_documents(TEXTS)
+    assert emb.backend == "onnx-fp32"
+    (path,) = tmp_path.glob(f"*/{FP32_FILE}")
+    assert not list(tmp_path.glob(f"*/{ONNX_FILE}"))                # the int8 file is not made
+    types = {i.data_type for i in onnx.load(str(path)).graph.initializer}
+    assert onnx.TensorProto.INT8 not in types and onnx.TensorProto.UINT8 not in types
+    assert onnx.TensorProto.FLOAT in types
+    assert not any(n.op_type.startswith(("DynamicQuantize", "MatMulInteger")) for n in onnx.load(str(path)).graph.node)
+    np.testing.assert_allclose(vecs, full, atol=1e-4)               # the same vectors, not just close in cosine
+    q = emb.encode_query("苹果")
+    np.testing.assert_allclose(q, Embedder(str(tiny_embedder_dir), dtype="float32", backend="torch")
+                               .encode_query("苹果"), atol=1e-4)
+
+
+def test_float32_and_int8_exports_have_their_own_cache_folders(tiny_embedder_dir, tmp_path):
+    import kb.onnx_embedder as oe
+
+    int8 = oe.cache_dir_for("m", tiny_embedder_dir, tmp_path)
+    assert oe.cache_dir_for("m", tiny_embedder_dir, tmp_path, "int8") == int8
+    assert oe.cache_dir_for("m", tiny_embedder_dir, tmp_path, "float32") != int8
+    with pytest.raises(ValueError, match="use int8, float32"):
+        oe.OnnxEncoder(str(tiny_embedder_dir), tmp_path, precision="float16")
+
+
 def test_an_unsupported_model_says_what_to_set(tmp_path):
     folder = tmp_path / "not-a-model"
     folder.mkdir()
@@ -94,6 +125,9 @@ def test_int8_e5_small_keeps_cosine_to_float32_on_real_pdf_text(tmp_path):
     cos = (full * q).sum(axis=1)
     # recipe int8-v2 measured median 0.9991, min 0.9982 on the 443 cross-lingual chunks (v1: 0.9963, 0.9911)
     assert np.median(cos) >= 0.998 and cos.min() >= 0.99, (np.median(cos), cos.min())
+    f32 = Embedder(model, backend="onnx-fp32", cache_dir=tmp_path).encode_documents(chunks)
+    cos32 = (full * f32).sum(axis=1)
+    assert cos32.min() >= 0.99999, cos32.min()                      # float32 ONNX: torch's vectors
 
 
 def test_export_saves_the_float32_models_tokenizer_and_int8_rows(tiny_embedder_dir, tmp_path):
