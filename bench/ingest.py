@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="TQT-s's embedder (and so the bound) in this dtype (default: settings embedding_dtype, "
                         "auto = bfloat16 where the CPU computes it natively); the baseline stays float32")
     p.add_argument("--embedding-backend", choices=["auto", "torch", "onnx", "onnx-fp32", "openvino"],
-                   help="TQT-s's embedder backend (default: settings embedding_backend, auto = int8 ONNX "
+                   help="TQT-s's embedder backend (default: settings embedding_backend, auto = float32 ONNX "
                         "on CPUs without native bf16)")
     p.add_argument("--as-no-bf16", action="store_true",
                    help="make TQT-s's choices as on a CPU without bf16 (TQTS_CPU_FLAGS = this CPU's flags "

@@ -106,8 +106,8 @@ class Embedder:
             AVX512-BF16/AMX, see :func:`models.device.pick_dtype` — else float32)
             | "float32" | "bfloat16". Vectors are returned as float32 either way. Torch only.
         backend: "auto" | "torch" | "onnx" | "onnx-fp32" | "openvino" (settings
-            ``embedding_backend``; see :mod:`kb.onnx_embedder`: auto = int8 ONNX on CPUs without
-            native bf16; onnx-fp32 = the float32 export on ONNX Runtime).
+            ``embedding_backend``; see :mod:`kb.onnx_embedder`: auto = float32 ONNX on CPUs
+            without native bf16, else torch; onnx = int8 ONNX).
         cache_dir: where ONNX exports are cached (default ``<data dir>/embeddings``).
     """
 

@@ -18,9 +18,9 @@ ZEN4 = LAPTOP | {"avx512f", "avx512_vnni", "avx512_bf16"}
 
 
 @pytest.mark.parametrize("flags, device, want", [
-    (LAPTOP, "cpu", "onnx"), (LAPTOP | {"avx512f", "avx512_vnni"}, "cpu", "onnx"),
+    (LAPTOP, "cpu", "onnx-fp32"), (LAPTOP | {"avx512f", "avx512_vnni"}, "cpu", "onnx-fp32"),
     (XEON_SPR, "cpu", "torch"), (ZEN4, "cpu", "torch"), (LAPTOP, "cuda", "torch"), (LAPTOP, "mps", "torch")])
-def test_auto_picks_int8_onnx_only_on_cpus_without_native_bf16(flags, device, want):
+def test_auto_picks_float32_onnx_only_on_cpus_without_native_bf16(flags, device, want):
     assert pick_backend("auto", device, flags, onnx_available=True) == want
 
 
@@ -35,21 +35,24 @@ def test_explicit_backends_are_kept_and_missing_onnx_falls_back_to_torch():
 def test_cpu_flags_env_override_drives_the_choice(monkeypatch):
     monkeypatch.setenv("TQTS_CPU_FLAGS", "avx2 fma")
     assert cpu_flags() == {"avx2", "fma"}
-    assert pick_backend("auto", "cpu", onnx_available=True) == "onnx"
+    assert pick_backend("auto", "cpu", onnx_available=True) == "onnx-fp32"
     monkeypatch.setenv("TQTS_CPU_FLAGS", "avx2 avx512_bf16")
     assert pick_backend("auto", "cpu", onnx_available=True) == "torch"
 
 
-def test_settings_auto_on_a_laptop_exports_once_into_the_data_dir(settings, monkeypatch):
+def test_settings_default_on_a_laptop_exports_float32_once_into_the_data_dir(settings, monkeypatch):
+    from kb.onnx_export import FP32_FILE
+
+    monkeypatch.setenv("TQTS_CPU_FLAGS", " ".join(XEON_SPR))
+    on_bf16 = Embedder.from_settings(settings)
+    on_bf16.encode_query("苹果")
+    assert settings.embedding_backend == "auto" and on_bf16.backend == "torch"   # bf16 kernels: torch
+    assert not (settings.home / "embeddings").exists()
     monkeypatch.setenv("TQTS_CPU_FLAGS", " ".join(LAPTOP))
-    default = Embedder.from_settings(settings)
-    default.encode_query("苹果")
-    assert default.backend == "torch"                              # the default: torch everywhere
-    settings.update({"embedding_backend": "auto"})                 # opted in: int8 ONNX without bf16
-    emb = Embedder.from_settings(settings)
+    emb = Embedder.from_settings(settings)                         # the default on a laptop: float32 ONNX
     vecs = emb.encode_documents(TEXTS)
-    assert emb.backend == "onnx"
-    exports = list((settings.home / "embeddings").glob(f"*/{ONNX_FILE}"))
+    assert emb.backend == "onnx-fp32"
+    exports = list((settings.home / "embeddings").glob(f"*/{FP32_FILE}"))
     assert len(exports) == 1
     mtime = exports[0].stat().st_mtime_ns
     again = Embedder.from_settings(settings)
