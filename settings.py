@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "embedding_model": "intfloat/multilingual-e5-small",  # hub id or local sentence-transformers folder (see README kb)
     "embedding_batch_size": 32,        # chunks per encode() call
     "embedding_dtype": "auto",         # auto (bfloat16 on CUDA / CPUs with native bf16, else float32) | float32 | bfloat16
-    "embedding_backend": "torch",      # torch | auto (int8 ONNX on CPUs without native bf16, else torch) | onnx | openvino
+    "embedding_backend": "auto",       # auto (float32 ONNX on CPUs without native bf16, else torch) | torch | onnx (int8 ONNX) | onnx-fp32 | openvino
     "query_instruction": "auto",       # "auto": the model's known instruction (bge-*-zh), "" for none
     "chunk_size": 500,                 # characters (not tokens) per chunk
     "chunk_overlap": 80,               # characters shared by consecutive chunks

@@ -96,7 +96,8 @@ def measure(rows: list[dict], home: Path, embedder: str | None) -> dict:
     for r in svc.ingest([str(DOCS / f) for f in files], kb="crosslingual"):
         if not r.ok:
             log(f"{r.path}: {r.message}")
-    out: dict = {"embedder": settings.embedding_model, "n": len(rows), "modes": {}, "per_question": []}
+    out: dict = {"embedder": settings.embedding_model, "embedder_backend": svc.embedder.backend,
+                 "embedding_dtype": settings.embedding_dtype, "n": len(rows), "modes": {}, "per_question": []}
     got = {m: [] for m in MODES}
     for m in MODES:
         log(f"{len(rows)} questions, {m} ...")
@@ -115,7 +116,8 @@ def render(r: dict) -> str:
     rows = [(m, v["hit@5"], v.get("hit@5 zh question"), v.get("hit@5 en question")) for m, v in r["modes"].items()]
     return (table(["mode", "hit@5", "zh question -> en doc", "en question -> zh doc"], rows)
             + f"\n\nhybrid finds {r['hybrid_not_bm25']} the BM25 top 5 misses; BM25 finds {r['bm25_not_hybrid']} hybrid misses"
-            + f"\n{r['n']} questions; embedder {r['embedder']}")
+            + f"\n{r['n']} questions; embedder {r['embedder']} (backend {r.get('embedder_backend')}, "
+              f"embedding_dtype {r.get('embedding_dtype')})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Ingest throughput: TQT-s end to end vs the embedder alone vs a LangChain-style pipeline.
 
-    python bench/ingest.py DIR_OR_FILE... [--embedder minilm|tiny|PATH] [--embedding-backend auto|torch|onnx|openvino]
+    python bench/ingest.py DIR_OR_FILE... [--embedder minilm|tiny|PATH] [--embedding-backend auto|torch|onnx|onnx-fp32|openvino]
                            [--as-no-bf16] [--json]
 
 Three measurements on the same files, in one process, each after its model is loaded:
@@ -171,9 +171,11 @@ def measure(paths: list[str], embedder: str | None, dtype: str | None = None, ba
 
 
 def tqts_precision(embedder) -> str:
-    """What TQT-s's embedder ran: "onnx int8", "openvino int8" or "torch <dtype>"."""
+    """What TQT-s's embedder ran: "onnx int8", "onnx-fp32 float32", "openvino int8" or "torch <dtype>"."""
     if getattr(embedder, "backend", "torch") in ("onnx", "openvino"):
         return f"{embedder.backend} int8"
+    if getattr(embedder, "backend", "torch") == "onnx-fp32":
+        return "onnx-fp32 float32"
     return "torch " + str(embedder.torch_dtype("cpu")).replace("torch.", "")
 
 
@@ -206,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--embedding-dtype", choices=["auto", "float32", "bfloat16"],
                    help="TQT-s's embedder (and so the bound) in this dtype (default: settings embedding_dtype, "
                         "auto = bfloat16 where the CPU computes it natively); the baseline stays float32")
-    p.add_argument("--embedding-backend", choices=["auto", "torch", "onnx", "openvino"],
-                   help="TQT-s's embedder backend (default: settings embedding_backend, auto = int8 ONNX "
+    p.add_argument("--embedding-backend", choices=["auto", "torch", "onnx", "onnx-fp32", "openvino"],
+                   help="TQT-s's embedder backend (default: settings embedding_backend, auto = float32 ONNX "
                         "on CPUs without native bf16)")
     p.add_argument("--as-no-bf16", action="store_true",
                    help="make TQT-s's choices as on a CPU without bf16 (TQTS_CPU_FLAGS = this CPU's flags "

@@ -20,6 +20,8 @@ import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 
+from kb.onnx_embedder import ONNX_BACKENDS  # numpy only: no torch, no onnxruntime
+
 #: name fragment -> query instruction (from each model card: BAAI/bge-*-v1.5, intfloat/e5).
 QUERY_INSTRUCTIONS = {
     "bge-": {"zh": "为这个句子生成表示以用于检索相关文章：",
@@ -103,9 +105,10 @@ class Embedder:
         dtype: "auto" (bfloat16 where the device computes it natively — CUDA, or a CPU with
             AVX512-BF16/AMX, see :func:`models.device.pick_dtype` — else float32)
             | "float32" | "bfloat16". Vectors are returned as float32 either way. Torch only.
-        backend: "auto" | "torch" | "onnx" | "openvino" (settings ``embedding_backend``; see
-            :mod:`kb.onnx_embedder`: auto = int8 ONNX on CPUs without native bf16).
-        cache_dir: where int8 ONNX exports are cached (default ``<data dir>/embeddings``).
+        backend: "auto" | "torch" | "onnx" | "onnx-fp32" | "openvino" (settings
+            ``embedding_backend``; see :mod:`kb.onnx_embedder`: auto = float32 ONNX on CPUs
+            without native bf16, else torch; onnx = int8 ONNX).
+        cache_dir: where ONNX exports are cached (default ``<data dir>/embeddings``).
     """
 
     def __init__(self, model: str, batch_size: int = 32, query_instruction: str = "auto",
@@ -119,7 +122,7 @@ class Embedder:
         self.dtype = dtype
         self.backend_setting = backend
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.backend: str | None = None  # resolved on load: "torch", "onnx" or "openvino"
+        self.backend: str | None = None  # resolved on load: "torch", "onnx", "onnx-fp32" or "openvino"
         self._model = None
         self._lock = threading.Lock()
 
@@ -195,7 +198,8 @@ class Embedder:
             return None
         cache = self.cache_dir or (Path.home() / ".tqts" / "embeddings")
         try:
-            return OnnxEncoder(self.model_name, cache, runtime=self.backend)
+            return OnnxEncoder(self.model_name, cache, runtime="openvino" if self.backend == "openvino" else "onnx",
+                               precision=ONNX_BACKENDS[self.backend])
         except (UnsupportedModel, ImportError, OSError) as e:
             if self.backend_setting != "auto":
                 raise EmbedderError(f"embedding_backend: {self.backend_setting}: {e}; "
@@ -207,7 +211,7 @@ class Embedder:
     def dimension(self) -> int:
         """Length of one embedding vector."""
         m = self.model
-        if self.backend in ("onnx", "openvino"):
+        if self.backend in ONNX_BACKENDS:
             return m.dimension
         return int(m.get_embedding_dimension() if hasattr(m, "get_embedding_dimension")
                    else m.get_sentence_embedding_dimension())
@@ -220,7 +224,7 @@ class Embedder:
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         model = self.model
-        if self.backend in ("onnx", "openvino"):
+        if self.backend in ONNX_BACKENDS:
             return model.encode(list(texts))  # one text per run (see OnnxEncoder.encode)
         vecs = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False)
@@ -234,7 +238,7 @@ class Embedder:
         ~450 ms here against ~8 ms on one thread. (The ONNX backends run without torch.)
         """
         self.model  # noqa: B018 - load first: self.backend is known after
-        if self.backend in ("onnx", "openvino"):
+        if self.backend in ONNX_BACKENDS:
             return self._encode([self.instruction + query])[0]
         with _one_torch_thread():
             return self._encode([self.instruction + query])[0]

@@ -1,7 +1,8 @@
 """One-time export of a sentence-transformers model to int8 ONNX (the ``onnx``/``openvino``
-embedding backends of :mod:`kb.onnx_embedder`), run in a child process.
+embedding backends of :mod:`kb.onnx_embedder`) or to float32 ONNX (``onnx-fp32``), run in a
+child process.
 
-    python -m kb.onnx_export TRANSFORMER_FOLDER OUT_DIR
+    python -m kb.onnx_export TRANSFORMER_FOLDER OUT_DIR [--float32]
 
 Steps: ``torch.onnx.export`` of the Hugging Face model (float32, inputs the tokenizer's
 ``model_input_names``, output ``last_hidden_state``), then ONNX Runtime's dynamic quantization
@@ -28,22 +29,28 @@ import sys
 from pathlib import Path
 
 ONNX_FILE = "model_int8.onnx"
+FP32_FILE = "model_fp32.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_META = "tokenizer_meta.json"
 #: What the export does; part of the cache key, so exports of an older recipe are not reused.
 RECIPE = ("int8-v2: MatMul weights int8 per channel (ORT dynamic) except the feed-forward down-projections "
           "(float32), word embeddings int8 per row")
+#: The float32 export (``embedding_backend: onnx-fp32``): the torch graph as exported, no quantization.
+RECIPE_FP32 = "fp32-v1: torch.onnx.export float32, opset 17, no quantization"
+#: precision -> (recipe, file name in the cache folder).
+PRECISIONS = {"int8": (RECIPE, ONNX_FILE), "float32": (RECIPE_FP32, FP32_FILE)}
 
 
 class ExportError(RuntimeError):
     """The model cannot be exported or quantized; the message says why."""
 
 
-def export_in_child(transformer: Path, out: Path, timeout_s: float = 1800) -> Path:
-    """Run :func:`export_int8` in a child Python process (``python -m kb.onnx_export``).
+def export_in_child(transformer: Path, out: Path, timeout_s: float = 1800, precision: str = "int8") -> Path:
+    """Run :func:`export_int8` (precision "int8") or :func:`export_fp32` ("float32") in a child
+    Python process (``python -m kb.onnx_export``).
 
     Returns:
-        ``out / ONNX_FILE``.
+        ``out / ONNX_FILE`` (int8) or ``out / FP32_FILE`` (float32).
 
     Raises:
         ExportError: the child failed (its last stderr line in the message) or timed out.
@@ -51,23 +58,36 @@ def export_in_child(transformer: Path, out: Path, timeout_s: float = 1800) -> Pa
     root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    file = PRECISIONS[precision][1]
+    flag = ["--float32"] if precision == "float32" else []
     try:
-        r = subprocess.run([sys.executable, "-m", "kb.onnx_export", str(transformer), str(out)],
+        r = subprocess.run([sys.executable, "-m", "kb.onnx_export", str(transformer), str(out), *flag],
                            capture_output=True, text=True, env=env, timeout=timeout_s, cwd=root)
     except subprocess.TimeoutExpired:
         raise ExportError(f"exporting {transformer} to ONNX took over {timeout_s:.0f} s") from None
-    if r.returncode != 0 or not (out / ONNX_FILE).exists():
+    if r.returncode != 0 or not (out / file).exists():
         last = (r.stderr.strip().splitlines() or ["no output"])[-1]
         raise ExportError(f"cannot export {transformer} to ONNX ({last})")
-    return out / ONNX_FILE
+    return out / file
 
 
 def export_int8(transformer: Path, out: Path) -> Path:
-    """Export the Hugging Face model in ``transformer`` to int8 ONNX plus its tokenizer.
+    """:func:`export` with int8 weights (:data:`RECIPE`): ``out / ONNX_FILE``."""
+    return export(transformer, out, quantized=True)
+
+
+def export_fp32(transformer: Path, out: Path) -> Path:
+    """:func:`export` without quantization (:data:`RECIPE_FP32`): ``out / FP32_FILE``."""
+    return export(transformer, out, quantized=False)
+
+
+def export(transformer: Path, out: Path, quantized: bool = True) -> Path:
+    """Export the Hugging Face model in ``transformer`` to ONNX (int8 when ``quantized``, else
+    float32) plus its tokenizer.
 
     Writes ``out/tokenizer.json``, ``out/tokenizer_meta.json`` ({"pad_id", "pad_token",
-    "max_length", "input_names"}) and, last, ``out/model_int8.onnx`` (atomic rename; the float32
-    export is deleted after). Inputs: ``input_names`` (int64, (batch, seq)); output
+    "max_length", "input_names"}) and, last, ``out/model_int8.onnx`` or ``out/model_fp32.onnx``
+    (atomic rename; the intermediate float32 file is deleted after). Inputs: ``input_names`` (int64, (batch, seq)); output
     ``last_hidden_state`` (float32, (batch, seq, hidden)).
 
     Raises:
@@ -91,21 +111,25 @@ def export_int8(transformer: Path, out: Path) -> Path:
         def forward(self, *args):
             return self.m(**dict(zip(names, args, strict=True))).last_hidden_state
 
-    fp32 = out / "model_fp32.onnx.tmp"
-    tmp = out / (ONNX_FILE + ".tmp")
+    final = out / (ONNX_FILE if quantized else FP32_FILE)
+    fp32 = out / "export_fp32.onnx.tmp"
+    tmp = out / (final.name + ".tmp")
     axes = {n: {0: "batch", 1: "seq"} for n in [*names, "last_hidden_state"]}
     try:
         with torch.no_grad():
             torch.onnx.export(Hidden(model), tuple(enc[n] for n in names), str(fp32), input_names=names,
                               output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17,
                               dynamo=False)
-        quantize(fp32, tmp)
+        if quantized:
+            quantize(fp32, tmp)
+        else:
+            fp32.replace(tmp)
     except Exception as e:  # noqa: BLE001  (torch.onnx raises many types)
         raise ExportError(f"cannot export {transformer} to ONNX ({type(e).__name__}: {e})") from None
     finally:
         fp32.unlink(missing_ok=True)
-    tmp.replace(out / ONNX_FILE)
-    return out / ONNX_FILE
+    tmp.replace(final)
+    return final
 
 
 def save_tokenizer(tok, input_names: list[str], out: Path) -> None:
@@ -188,12 +212,14 @@ def int8_rows(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    args = sys.argv[1:] if argv is None else list(argv)
+    quantized = "--float32" not in args
+    args = [a for a in args if a != "--float32"]
     if len(args) != 2:
-        print("usage: python -m kb.onnx_export TRANSFORMER_FOLDER OUT_DIR", file=sys.stderr)
+        print("usage: python -m kb.onnx_export TRANSFORMER_FOLDER OUT_DIR [--float32]", file=sys.stderr)
         return 2
     try:
-        export_int8(Path(args[0]), Path(args[1]))
+        export(Path(args[0]), Path(args[1]), quantized=quantized)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -18,38 +18,41 @@ ZEN4 = LAPTOP | {"avx512f", "avx512_vnni", "avx512_bf16"}
 
 
 @pytest.mark.parametrize("flags, device, want", [
-    (LAPTOP, "cpu", "onnx"), (LAPTOP | {"avx512f", "avx512_vnni"}, "cpu", "onnx"),
+    (LAPTOP, "cpu", "onnx-fp32"), (LAPTOP | {"avx512f", "avx512_vnni"}, "cpu", "onnx-fp32"),
     (XEON_SPR, "cpu", "torch"), (ZEN4, "cpu", "torch"), (LAPTOP, "cuda", "torch"), (LAPTOP, "mps", "torch")])
-def test_auto_picks_int8_onnx_only_on_cpus_without_native_bf16(flags, device, want):
+def test_auto_picks_float32_onnx_only_on_cpus_without_native_bf16(flags, device, want):
     assert pick_backend("auto", device, flags, onnx_available=True) == want
 
 
 def test_explicit_backends_are_kept_and_missing_onnx_falls_back_to_torch():
     assert pick_backend("auto", "cpu", LAPTOP, onnx_available=False) == "torch"
-    for b in ("torch", "onnx", "openvino"):
+    for b in ("torch", "onnx", "onnx-fp32", "openvino"):
         assert pick_backend(b, "cpu", XEON_SPR, onnx_available=True) == b
-    with pytest.raises(ValueError, match="use auto, torch, onnx, openvino"):
+    with pytest.raises(ValueError, match="use auto, torch, onnx, onnx-fp32, openvino"):
         pick_backend("tensorrt", "cpu", LAPTOP)
 
 
 def test_cpu_flags_env_override_drives_the_choice(monkeypatch):
     monkeypatch.setenv("TQTS_CPU_FLAGS", "avx2 fma")
     assert cpu_flags() == {"avx2", "fma"}
-    assert pick_backend("auto", "cpu", onnx_available=True) == "onnx"
+    assert pick_backend("auto", "cpu", onnx_available=True) == "onnx-fp32"
     monkeypatch.setenv("TQTS_CPU_FLAGS", "avx2 avx512_bf16")
     assert pick_backend("auto", "cpu", onnx_available=True) == "torch"
 
 
-def test_settings_auto_on_a_laptop_exports_once_into_the_data_dir(settings, monkeypatch):
+def test_settings_default_on_a_laptop_exports_float32_once_into_the_data_dir(settings, monkeypatch):
+    from kb.onnx_export import FP32_FILE
+
+    monkeypatch.setenv("TQTS_CPU_FLAGS", " ".join(XEON_SPR))
+    on_bf16 = Embedder.from_settings(settings)
+    on_bf16.encode_query("苹果")
+    assert settings.embedding_backend == "auto" and on_bf16.backend == "torch"   # bf16 kernels: torch
+    assert not (settings.home / "embeddings").exists()
     monkeypatch.setenv("TQTS_CPU_FLAGS", " ".join(LAPTOP))
-    default = Embedder.from_settings(settings)
-    default.encode_query("苹果")
-    assert default.backend == "torch"                              # the default: torch everywhere
-    settings.update({"embedding_backend": "auto"})                 # opted in: int8 ONNX without bf16
-    emb = Embedder.from_settings(settings)
+    emb = Embedder.from_settings(settings)                         # the default on a laptop: float32 ONNX
     vecs = emb.encode_documents(TEXTS)
-    assert emb.backend == "onnx"
-    exports = list((settings.home / "embeddings").glob(f"*/{ONNX_FILE}"))
+    assert emb.backend == "onnx-fp32"
+    exports = list((settings.home / "embeddings").glob(f"*/{FP32_FILE}"))
     assert len(exports) == 1
     mtime = exports[0].stat().st_mtime_ns
     again = Embedder.from_settings(settings)
@@ -65,6 +68,37 @@ def test_int8_onnx_agrees_with_torch_float32_on_the_tiny_model(tiny_embedder_dir
     q = Embedder(str(tiny_embedder_dir), backend="onnx", cache_dir=tmp_path).encode_documents(TEXTS)
     cos = (full * q).sum(axis=1)
     assert cos.min() > 0.98, cos
+
+
+def test_float32_onnx_has_no_int8_weights_and_matches_torch_float32(tiny_embedder_dir, tmp_path):
+    import onnx
+
+    from kb.onnx_export import FP32_FILE
+
+    full = Embedder(str(tiny_embedder_dir), dtype="float32", backend="torch").encode_documents(TEXTS)
+    emb = Embedder(str(tiny_embedder_dir), backend="onnx-fp32", cache_dir=tmp_path)
+    vecs = emb.encode_documents(TEXTS)
+    assert emb.backend == "onnx-fp32"
+    (path,) = tmp_path.glob(f"*/{FP32_FILE}")
+    assert not list(tmp_path.glob(f"*/{ONNX_FILE}"))                # the int8 file is not made
+    types = {i.data_type for i in onnx.load(str(path)).graph.initializer}
+    assert onnx.TensorProto.INT8 not in types and onnx.TensorProto.UINT8 not in types
+    assert onnx.TensorProto.FLOAT in types
+    assert not any(n.op_type.startswith(("DynamicQuantize", "MatMulInteger")) for n in onnx.load(str(path)).graph.node)
+    np.testing.assert_allclose(vecs, full, atol=1e-4)               # the same vectors, not just close in cosine
+    q = emb.encode_query("苹果")
+    np.testing.assert_allclose(q, Embedder(str(tiny_embedder_dir), dtype="float32", backend="torch")
+                               .encode_query("苹果"), atol=1e-4)
+
+
+def test_float32_and_int8_exports_have_their_own_cache_folders(tiny_embedder_dir, tmp_path):
+    import kb.onnx_embedder as oe
+
+    int8 = oe.cache_dir_for("m", tiny_embedder_dir, tmp_path)
+    assert oe.cache_dir_for("m", tiny_embedder_dir, tmp_path, "int8") == int8
+    assert oe.cache_dir_for("m", tiny_embedder_dir, tmp_path, "float32") != int8
+    with pytest.raises(ValueError, match="use int8, float32"):
+        oe.OnnxEncoder(str(tiny_embedder_dir), tmp_path, precision="float16")
 
 
 def test_an_unsupported_model_says_what_to_set(tmp_path):
@@ -94,6 +128,9 @@ def test_int8_e5_small_keeps_cosine_to_float32_on_real_pdf_text(tmp_path):
     cos = (full * q).sum(axis=1)
     # recipe int8-v2 measured median 0.9991, min 0.9982 on the 443 cross-lingual chunks (v1: 0.9963, 0.9911)
     assert np.median(cos) >= 0.998 and cos.min() >= 0.99, (np.median(cos), cos.min())
+    f32 = Embedder(model, backend="onnx-fp32", cache_dir=tmp_path).encode_documents(chunks)
+    cos32 = (full * f32).sum(axis=1)
+    assert cos32.min() >= 0.99999, cos32.min()                      # float32 ONNX: torch's vectors
 
 
 def test_export_saves_the_float32_models_tokenizer_and_int8_rows(tiny_embedder_dir, tmp_path):
