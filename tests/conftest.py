@@ -44,6 +44,10 @@ def home(tmp_path, monkeypatch) -> Path:
             monkeypatch.delenv(k)
     h = tmp_path / "tqts-home"
     monkeypatch.setenv("TQTS_HOME", str(h))
+    # The default `embedding_backend: auto` exports the embedder to ONNX once per data dir on a CPU
+    # without bf16 (~5 s for the tiny one): the suite builds hundreds of data dirs, so tests use
+    # torch everywhere; tests of the choice itself unset this (tests/test_kb_onnx_embedder.py).
+    monkeypatch.setenv("TQTS_EMBEDDING_BACKEND", "torch")
     return h
 
 
